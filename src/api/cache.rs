@@ -1,0 +1,274 @@
+//! The watch cache: an in-memory copy of every stored object and a window of recent
+//! events, fed by one store watch. LIST, GET and WATCH are served from here (as
+//! kube-apiserver's cacher does), so reads do not touch sled in the steady state.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use crate::store::{EventKind, KeyValue, Store, StoreError};
+
+/// How many events the cache keeps for watches that resume from an older revision.
+const EVENT_WINDOW: usize = 10_000;
+
+/// The kind of a cached event, as watch clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheEventKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// A stored object with its resourceVersion set.
+#[derive(Debug, Clone)]
+pub struct CachedObject {
+    pub object: Arc<Value>,
+    pub mod_revision: i64,
+}
+
+/// One change, with the object before it (to move objects in and out of selectors).
+#[derive(Debug)]
+pub struct CacheEvent {
+    pub kind: CacheEventKind,
+    pub key: String,
+    pub revision: i64,
+    pub object: Arc<Value>,
+    pub prev: Option<Arc<Value>>,
+}
+
+struct State {
+    objects: BTreeMap<String, CachedObject>,
+    events: VecDeque<Arc<CacheEvent>>,
+    /// Events older than or equal to this are gone from the window.
+    window_start: i64,
+}
+
+/// Replayed events plus the receiver of live ones.
+pub type Subscription = (Vec<Arc<CacheEvent>>, broadcast::Receiver<Arc<CacheEvent>>);
+
+/// The cache. Cheap to share behind an `Arc`.
+pub struct WatchCache {
+    state: RwLock<State>,
+    events_tx: broadcast::Sender<Arc<CacheEvent>>,
+    revision_tx: watch::Sender<i64>,
+    store: Arc<dyn Store>,
+}
+
+/// Decode a stored value and stamp its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Result<Value, serde_json::Error> {
+    let mut v: Value = serde_json::from_slice(&kv.value)?;
+    set_resource_version(&mut v, kv.mod_revision);
+    Ok(v)
+}
+
+pub fn set_resource_version(v: &mut Value, rev: i64) {
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+}
+
+impl WatchCache {
+    /// Load everything and start following the store. Returns when the cache is primed.
+    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<WatchCache>, StoreError> {
+        let list = store.list("/registry/", None, 0, None)?;
+        let mut objects = BTreeMap::new();
+        for kv in &list.items {
+            match decode(kv) {
+                Ok(v) => {
+                    objects.insert(
+                        kv.key.clone(),
+                        CachedObject {
+                            object: Arc::new(v),
+                            mod_revision: kv.mod_revision,
+                        },
+                    );
+                }
+                Err(e) => tracing::error!(key = %kv.key, error = %e, "skipping undecodable stored object"),
+            }
+        }
+        let (events_tx, _) = broadcast::channel(4096);
+        let (revision_tx, _) = watch::channel(list.revision);
+        let cache = Arc::new(WatchCache {
+            state: RwLock::new(State {
+                objects,
+                events: VecDeque::new(),
+                window_start: list.revision,
+            }),
+            events_tx,
+            revision_tx,
+            store: store.clone(),
+        });
+        let follower = cache.clone();
+        tokio::spawn(async move { follower.follow(list.revision).await });
+        Ok(cache)
+    }
+
+    /// Follow the store forever, re-watching from the last revision when a watch ends.
+    async fn follow(self: Arc<Self>, mut from: i64) {
+        loop {
+            match self.store.watch("/registry/", from) {
+                Ok(mut stream) => {
+                    while let Some(ev) = stream.next().await {
+                        match ev {
+                            Ok(ev) => {
+                                from = ev.kv.mod_revision;
+                                self.apply(ev.kind, ev.kv, ev.prev);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "store watch ended; resuming");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "watch cache cannot follow the store");
+                    // A compacted revision means we missed events: reload everything.
+                    if matches!(e, StoreError::Expired { .. }) {
+                        if let Ok(r) = self.reload() {
+                            from = r;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn reload(&self) -> Result<i64, StoreError> {
+        let list = self.store.list("/registry/", None, 0, None)?;
+        let mut objects = BTreeMap::new();
+        for kv in &list.items {
+            if let Ok(v) = decode(kv) {
+                objects.insert(
+                    kv.key.clone(),
+                    CachedObject {
+                        object: Arc::new(v),
+                        mod_revision: kv.mod_revision,
+                    },
+                );
+            }
+        }
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        st.objects = objects;
+        st.events.clear();
+        st.window_start = list.revision;
+        drop(st);
+        self.revision_tx.send_replace(list.revision);
+        Ok(list.revision)
+    }
+
+    fn apply(&self, kind: EventKind, kv: KeyValue, prev: Option<KeyValue>) {
+        let object = match decode(&kv) {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                tracing::error!(key = %kv.key, error = %e, "undecodable stored object");
+                return;
+            }
+        };
+        let rev = kv.mod_revision;
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let old = match kind {
+            EventKind::Delete => st.objects.remove(&kv.key).map(|o| o.object),
+            EventKind::Create | EventKind::Update => st.objects.insert(
+                kv.key.clone(),
+                CachedObject {
+                    object: object.clone(),
+                    mod_revision: rev,
+                },
+            ).map(|o| o.object),
+        };
+        let prev = old.or_else(|| prev.and_then(|p| decode(&p).ok()).map(Arc::new));
+        let event = Arc::new(CacheEvent {
+            kind: match kind {
+                EventKind::Create => CacheEventKind::Added,
+                EventKind::Update => CacheEventKind::Modified,
+                EventKind::Delete => CacheEventKind::Deleted,
+            },
+            key: kv.key,
+            revision: rev,
+            object,
+            prev,
+        });
+        st.events.push_back(event.clone());
+        while st.events.len() > EVENT_WINDOW {
+            if let Some(e) = st.events.pop_front() {
+                st.window_start = e.revision;
+            }
+        }
+        // Send while holding the lock so subscribers that replay under the lock never
+        // miss or duplicate an event.
+        let _ = self.events_tx.send(event);
+        drop(st);
+        self.revision_tx.send_replace(rev);
+    }
+
+    /// The newest revision the cache has seen.
+    pub fn revision(&self) -> i64 {
+        *self.revision_tx.borrow()
+    }
+
+    /// Wait until the cache has caught up with `rev` (a consistent read), at most `limit`.
+    pub async fn wait_for(&self, rev: i64, limit: Duration) -> bool {
+        let mut rx = self.revision_tx.subscribe();
+        let waited = tokio::time::timeout(limit, rx.wait_for(|r| *r >= rev)).await;
+        matches!(waited, Ok(Ok(_)))
+    }
+
+    /// Wait until the cache holds everything the store has acknowledged so far.
+    pub async fn sync(&self) -> bool {
+        let rev = self.store.current_revision();
+        self.wait_for(rev, Duration::from_secs(3)).await
+    }
+
+    pub fn get(&self, key: &str) -> Option<CachedObject> {
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        st.objects.get(key).cloned()
+    }
+
+    /// Objects under `prefix` with keys after `start_after`, in key order, and the
+    /// revision they are consistent at.
+    pub fn list(&self, prefix: &str, start_after: Option<&str>) -> (Vec<(String, CachedObject)>, i64) {
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let start = match start_after {
+            Some(s) if s >= prefix => Bound::Excluded(s.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        let items = st
+            .objects
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (items, self.revision())
+    }
+
+    /// Subscribe to events after `from` (exclusive). Returns the replayed events and a
+    /// receiver for live ones, or `None` when `from` is older than the window.
+    pub fn subscribe(
+        &self,
+        from: i64,
+    ) -> Option<Subscription> {
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        if from < st.window_start {
+            return None;
+        }
+        let rx = self.events_tx.subscribe();
+        let replay = st.events.iter().filter(|e| e.revision > from).cloned().collect();
+        Some((replay, rx))
+    }
+
+    /// The oldest revision a watch may resume from.
+    pub fn window_start(&self) -> i64 {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).window_start
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}

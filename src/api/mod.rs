@@ -1,0 +1,328 @@
+//! The API server: request routing, discovery, OpenAPI, health, and the object handlers,
+//! in front of the watch cache and the store. `server` puts it on HTTPS; the same
+//! `ApiServer::handle` serves in-process callers.
+
+pub mod auth;
+pub mod body;
+pub mod cache;
+pub mod discovery;
+pub mod objects;
+pub mod openapi;
+pub mod patch;
+pub mod protobuf;
+pub mod request;
+pub mod selector;
+pub mod server;
+pub mod status;
+pub mod table;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, Method, Request, Response};
+use serde_json::json;
+
+pub use auth::UserInfo;
+use body::Body;
+use request::{Accept, Query, ResourcePath, Route};
+use status::{ApiError, ApiResult};
+
+use crate::store::Store;
+
+/// Settings the API server needs from the command line.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The address clients are told to use (`serverAddressByClientCIDRs`).
+    pub advertise_address: String,
+}
+
+/// The API server's shared state.
+pub struct ApiServer {
+    pub cache: Arc<cache::WatchCache>,
+    pub store: Arc<dyn Store>,
+    pub openapi: openapi::OpenApi,
+    pub tokens: auth::TokenAuthenticator,
+    pub config: ApiConfig,
+    pub started: Instant,
+}
+
+impl ApiServer {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        tokens: auth::TokenAuthenticator,
+        config: ApiConfig,
+    ) -> Result<Arc<ApiServer>, crate::store::StoreError> {
+        let cache = cache::WatchCache::start(store.clone()).await?;
+        Ok(Arc::new(ApiServer {
+            cache,
+            store,
+            openapi: openapi::OpenApi::build(),
+            tokens,
+            config,
+            started: Instant::now(),
+        }))
+    }
+
+    /// Serve one request from an authenticated (or not) caller.
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>, user: Option<UserInfo>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let started = Instant::now();
+        let resp = match self.dispatch(req, user).await {
+            Ok(r) => r,
+            Err(e) => body::error(&e),
+        };
+        tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+        resp
+    }
+
+    async fn dispatch<B>(self: &Arc<Self>, req: Request<B>, user: Option<UserInfo>) -> ApiResult<Response<Body>>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        // Health endpoints are open to everyone, as kube's are to system:unauthenticated.
+        match path.as_str() {
+            "/healthz" | "/livez" | "/readyz" | "/healthz/ping" | "/livez/ping" | "/readyz/ping" => {
+                return Ok(body::respond(200, "text/plain; charset=utf-8", "ok"));
+            }
+            "/version" if method == Method::GET => return Ok(body::json(200, &discovery::version())),
+            _ => {}
+        }
+        let user = user.ok_or_else(|| ApiError::Unauthorized("Unauthorized".into()))?;
+        let query = Query::parse(req.uri().query())?;
+        let accept = request::negotiate(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+        let ct_header = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+
+        if let Some(resp) = self.openapi_route(&path, &query, accept) {
+            return resp;
+        }
+        let route = request::route(&path)?;
+        let p = match route {
+            Route::CoreVersions => {
+                return Ok(if accept == Accept::DiscoveryV2 {
+                    discovery_v2(&discovery::aggregated(true))
+                } else {
+                    body::json(200, &discovery::core_versions(&self.config.advertise_address))
+                })
+            }
+            Route::Groups => {
+                return Ok(if accept == Accept::DiscoveryV2 {
+                    discovery_v2(&discovery::aggregated(false))
+                } else {
+                    body::json(200, &discovery::group_list())
+                })
+            }
+            Route::Group(g) => {
+                return discovery::group(&g)
+                    .map(|d| body::json(200, &d))
+                    .ok_or(ApiError::NoRoute)
+            }
+            Route::ResourceList(g, v) => return Ok(body::json(200, &discovery::resource_list(&g, &v))),
+            Route::Resource(p) => p,
+        };
+        if accept == Accept::Protobuf && method == Method::GET {
+            // We answer JSON; clients asking protobuf-only get JSON anyway (kubectl accepts it).
+        }
+        let needs_body = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+        let bytes = if needs_body {
+            body::read(req.into_body()).await?
+        } else {
+            bytes::Bytes::new()
+        };
+        let ct = || body::content_type(ct_header.as_deref());
+        self.resource(&p, &method, &query, accept, ct, &bytes, &user).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn resource(
+        self: &Arc<Self>,
+        p: &ResourcePath,
+        method: &Method,
+        q: &Query,
+        accept: Accept,
+        ct: impl Fn() -> ApiResult<body::ContentType>,
+        bytes: &[u8],
+        user: &UserInfo,
+    ) -> ApiResult<Response<Body>> {
+        let r = p.resource;
+        let sub = p.subresource.as_deref();
+        let not_allowed = || ApiError::MethodNotAllowed(format!("the server does not allow this method on the requested resource ({method} {})", r.qualified_plural()));
+        let verb_allowed = |verb: &str| r.verbs.contains(&verb);
+        match (p.name.is_some(), sub, method) {
+            // Collections.
+            (false, None, &Method::GET) if q.watch => {
+                if !verb_allowed("watch") {
+                    return Err(not_allowed());
+                }
+                self.watch(p, q, accept).await
+            }
+            (false, None, &Method::GET) => {
+                if !verb_allowed("list") {
+                    return Err(not_allowed());
+                }
+                if r.kind == "ComponentStatus" {
+                    return Ok(body::json(200, &self.component_statuses()));
+                }
+                self.list(p, q, accept).await
+            }
+            (false, None, &Method::POST) => {
+                if r.kind == "SelfSubjectAccessReview" {
+                    return self.self_subject_access_review(bytes, ct()?, user);
+                }
+                if !verb_allowed("create") {
+                    return Err(not_allowed());
+                }
+                self.create(p, q, ct()?, bytes, user).await
+            }
+            (false, None, &Method::DELETE) => {
+                if !verb_allowed("deletecollection") {
+                    return Err(not_allowed());
+                }
+                self.delete_collection(p, q, bytes).await
+            }
+            // Single objects.
+            (true, None, &Method::GET) if q.watch => self.watch(p, q, accept).await,
+            (true, None, &Method::GET) => {
+                if r.kind == "ComponentStatus" {
+                    return self.component_status(p.name.as_deref().unwrap_or(""));
+                }
+                self.get(p, q, accept).await
+            }
+            (true, None | Some("status"), &Method::PUT) => self.update(p, q, ct()?, bytes, user).await,
+            (true, None | Some("status"), &Method::PATCH) => self.patch(p, q, ct()?, bytes, user).await,
+            (true, None, &Method::DELETE) => self.delete(p, q, bytes).await,
+            (true, Some("status"), &Method::GET) => self.get(p, q, accept).await,
+            (true, Some("scale"), &Method::GET) => self.get_scale(p).await,
+            (true, Some("scale"), &Method::PUT) => {
+                let scale = body::decode_object(ct()?, bytes)?;
+                let bytes = serde_json::to_vec(&scale).map_err(|e| ApiError::Internal(e.to_string()))?;
+                self.patch(p, q, body::ContentType::MergePatch, &bytes, user).await
+            }
+            (true, Some("scale"), &Method::PATCH) => self.patch(p, q, ct()?, bytes, user).await,
+            (true, Some("binding"), &Method::POST) => self.bind(p, bytes, user).await,
+            (true, Some("finalize"), &Method::PUT) => self.update(p, q, ct()?, bytes, user).await,
+            (true, Some(s @ ("log" | "exec" | "attach" | "portforward" | "eviction" | "token")), _) => {
+                Err(ApiError::NotImplemented(format!(
+                    "{}/{s} is not implemented yet: skiff's agent and controllers are not built",
+                    r.plural
+                )))
+            }
+            _ => Err(not_allowed()),
+        }
+    }
+
+    fn openapi_route(&self, path: &str, q: &Query, accept: Accept) -> Option<ApiResult<Response<Body>>> {
+        if path == "/openapi/v3" || path == "/openapi/v3/" {
+            let mut resp = body::respond(200, "application/json", self.openapi.v3_root().to_vec());
+            if let Ok(v) = header::HeaderValue::from_str(&format!("\"{}\"", self.openapi.v3_root_etag())) {
+                resp.headers_mut().insert(header::ETAG, v);
+            }
+            return Some(Ok(resp));
+        }
+        if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+            return Some(match self.openapi.v3_document(gv) {
+                Some((doc, hash)) => {
+                    let mut resp = body::respond(200, "application/json", doc.to_vec());
+                    // Immutable only when the client asked for this exact version.
+                    let cache = if q.get("hash") == Some(hash) {
+                        "public, immutable"
+                    } else {
+                        "no-cache, private"
+                    };
+                    resp.headers_mut()
+                        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static(cache));
+                    if let Ok(v) = header::HeaderValue::from_str(&format!("\"{hash}\"")) {
+                        resp.headers_mut().insert(header::ETAG, v);
+                    }
+                    Ok(resp)
+                }
+                None => Err(ApiError::NoRoute),
+            });
+        }
+        if path == "/openapi/v2" || path == "/swagger.json" {
+            // kubectl asks v2 as protobuf only; we serve JSON, so say so at once instead
+            // of generating a document it cannot read.
+            if accept == Accept::Protobuf {
+                return Some(Err(ApiError::NotAcceptable(
+                    "only application/json is served for /openapi/v2".into(),
+                )));
+            }
+            return Some(match self.openapi.v2() {
+                Some(doc) => Ok(body::respond(200, "application/json", doc.to_vec())),
+                None => Err(ApiError::NoRoute),
+            });
+        }
+        None
+    }
+
+    fn self_subject_access_review(
+        &self,
+        bytes: &[u8],
+        ct: body::ContentType,
+        user: &UserInfo,
+    ) -> ApiResult<Response<Body>> {
+        let mut review = body::decode_object(ct, bytes)?;
+        // RBAC is not enforced yet: everyone authenticated may do everything, which is
+        // exactly true for system:masters and reported honestly for others.
+        let masters = user.groups.iter().any(|g| g == "system:masters");
+        review["status"] = json!({
+            "allowed": true,
+            "reason": if masters { "system:masters has every permission" } else { "RBAC is not enforced by this skiff version" },
+        });
+        review["apiVersion"] = json!("authorization.k8s.io/v1");
+        review["kind"] = json!("SelfSubjectAccessReview");
+        Ok(body::json(201, &review))
+    }
+
+    fn component_statuses(&self) -> serde_json::Value {
+        let items: Vec<_> = ["scheduler", "controller-manager", "etcd-0"]
+            .iter()
+            .filter_map(|n| self.component_status_json(n))
+            .collect();
+        json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": items})
+    }
+
+    fn component_status(&self, name: &str) -> ApiResult<Response<Body>> {
+        self.component_status_json(name)
+            .map(|v| body::json(200, &v))
+            .ok_or_else(|| ApiError::NotFound {
+                qualified: "componentstatuses".into(),
+                name: name.into(),
+            })
+    }
+
+    fn component_status_json(&self, name: &str) -> Option<serde_json::Value> {
+        let (healthy, message) = match name {
+            // The store answers if we got this far.
+            "etcd-0" => (true, format!("sled store at revision {}", self.store.current_revision())),
+            "scheduler" | "controller-manager" => (false, "not built yet in this skiff version".to_string()),
+            _ => return None,
+        };
+        Some(json!({
+            "kind": "ComponentStatus", "apiVersion": "v1",
+            "metadata": {"name": name},
+            "conditions": [{"type": "Healthy", "status": if healthy { "True" } else { "False" }, "message": message}],
+        }))
+    }
+}
+
+fn discovery_v2(doc: &serde_json::Value) -> Response<Body> {
+    let mut resp = body::json(200, doc);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+    );
+    resp
+}

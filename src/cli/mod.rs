@@ -1,0 +1,73 @@
+//! The command line: `skiff server`, `skiff kubectl`, `skiff --version`, with k3s's flag
+//! names and a config file (`/etc/skiff/config.yaml`) whose keys are the flag names.
+
+pub mod config;
+pub mod kubectl;
+pub mod server;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// skiff: a lightweight, single-binary Kubernetes distribution.
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version = concat!(env!("CARGO_PKG_VERSION"), " (kubernetes v1.32)"), args_override_self = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane (API server, store) and, unless disabled, the agent.
+    Server(Box<server::ServerArgs>),
+    /// Run the system kubectl with skiff's admin kubeconfig.
+    #[command(disable_help_flag = true)]
+    Kubectl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
+    #[error("running {program}: {source}")]
+    Exec {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+/// Parse the process arguments (with the config file folded in) and run.
+pub fn main() -> i32 {
+    let raw: Vec<OsString> = std::env::args_os().collect();
+    let argv = match config::merge_config_file(raw) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let cli = Cli::parse_from(argv);
+    let result = match cli.command {
+        Command::Server(args) => server::run(*args).map_err(CliError::from),
+        Command::Kubectl { args } => kubectl::run(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// Where skiff keeps the admin kubeconfig unless told otherwise.
+pub fn default_kubeconfig() -> PathBuf {
+    PathBuf::from("/etc/skiff/skiff.yaml")
+}

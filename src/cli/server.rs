@@ -1,0 +1,275 @@
+//! `skiff server`: wires the store, PKI, API server and (later) the agent together, with
+//! k3s's flag names and defaults.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::api::{self, ApiServer};
+use crate::pki::{self, Pki};
+use crate::store::{self, Store};
+
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// Folder to hold state.
+    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// HTTPS listen port.
+    #[arg(long, default_value_t = 6443)]
+    pub https_listen_port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// IP address that clients and agents should use (defaults to the node IP or 127.0.0.1).
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+    /// Add additional hostnames or IPs as Subject Alternative Names in the serving certificate.
+    #[arg(long = "tls-san")]
+    pub tls_san: Vec<String>,
+    /// Write the admin kubeconfig to this file.
+    #[arg(long, short = 'o', env = "SKIFF_KUBECONFIG_OUTPUT")]
+    pub write_kubeconfig: Option<PathBuf>,
+    /// Mode of the written kubeconfig (octal, e.g. 0644).
+    #[arg(long, default_value = "0600", env = "SKIFF_KUBECONFIG_MODE")]
+    pub write_kubeconfig_mode: String,
+    /// Do not run a local agent (kubelet and runtime).
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Node name.
+    #[arg(long, env = "SKIFF_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// IPv4 network CIDR to use for pod IPs.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// IPv4 network CIDR to use for service IPs.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// IPv4 cluster IP for the DNS service.
+    #[arg(long, default_value = "10.43.0.10")]
+    pub cluster_dns: IpAddr,
+    /// Cluster domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Static bearer tokens (kube-apiserver's CSV format: token,user,uid,"groups").
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Config file (YAML; keys are these flags' names).
+    #[arg(long, short = 'c', default_value = super::config::DEFAULT_CONFIG, env = "SKIFF_CONFIG_FILE")]
+    pub config: PathBuf,
+    /// Bound of the store's page cache, in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub store_cache_mb: u64,
+    /// Log filter (tracing's EnvFilter syntax), e.g. "info" or "skiff=debug".
+    #[arg(long, default_value = "info", env = "SKIFF_LOG")]
+    pub log: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("the agent (kubelet and container runtime) is not built yet in this skiff version; run `skiff server --disable-agent` for the control plane alone")]
+    AgentNotBuilt,
+    #[error("--write-kubeconfig-mode {0:?} is not an octal file mode")]
+    BadMode(String),
+    #[error("--service-cidr {0:?} is not an IPv4 CIDR")]
+    BadServiceCidr(String),
+    #[error("creating {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Auth(#[from] api::auth::AuthError),
+    #[error(transparent)]
+    Serve(#[from] api::server::ServeError),
+    #[error("starting the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("creating the {name} namespace: {message}")]
+    Bootstrap { name: String, message: String },
+}
+
+/// The first usable address of a CIDR (the `kubernetes` Service IP).
+pub fn first_service_ip(cidr: &str) -> Result<IpAddr, ServerError> {
+    let bad = || ServerError::BadServiceCidr(cidr.to_string());
+    let (net, _bits) = cidr.split_once('/').ok_or_else(bad)?;
+    let ip: std::net::Ipv4Addr = net.parse().map_err(|_| bad())?;
+    Ok(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(ip) + 1)))
+}
+
+pub fn run(args: ServerArgs) -> Result<(), ServerError> {
+    let started = Instant::now();
+    init_logging(&args.log);
+    if !args.disable_agent {
+        return Err(ServerError::AgentNotBuilt);
+    }
+    let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
+        .map_err(|_| ServerError::BadMode(args.write_kubeconfig_mode.clone()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("skiff")
+        .build()
+        .map_err(ServerError::Runtime)?;
+    runtime.block_on(async move { serve(args, mode, started).await })
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), ServerError> {
+    let server_dir = args.data_dir.join("server");
+    std::fs::create_dir_all(&server_dir).map_err(|source| ServerError::Io {
+        path: server_dir.clone(),
+        source,
+    })?;
+
+    // Certificates (reused on restart).
+    let service_ip = first_service_ip(&args.service_cidr)?;
+    let mut extra = args.tls_san.clone();
+    if let Some(a) = args.advertise_address {
+        extra.push(a.to_string());
+    }
+    if !args.bind_address.is_unspecified() {
+        extra.push(args.bind_address.to_string());
+    }
+    let sans = pki::ServingSans::defaults(service_ip, &extra);
+    let pki = Pki::load_or_create(&server_dir.join("tls"), &sans)?;
+    let token = pki::load_or_create_server_token(&server_dir, pki.server_ca_pem())?;
+    tracing::debug!(token_len = token.len(), "server token ready");
+
+    // Store and API server.
+    let sled = store::SledStore::open(
+        &server_dir.join("db"),
+        store::SledOptions {
+            cache_capacity_bytes: args.store_cache_mb * 1024 * 1024,
+            ..Default::default()
+        },
+    )?;
+    store::start_compactor(&sled, Default::default());
+    let store: Arc<dyn Store> = sled;
+    let tokens = match &args.token_auth_file {
+        Some(p) => api::auth::TokenAuthenticator::from_file(p)?,
+        None => api::auth::TokenAuthenticator::default(),
+    };
+    let advertise = args
+        .advertise_address
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let api = ApiServer::new(
+        store,
+        tokens,
+        api::ApiConfig {
+            advertise_address: format!("{advertise}:{}", args.https_listen_port),
+        },
+    )
+    .await?;
+    bootstrap(&api).await?;
+
+    // Admin kubeconfig.
+    let kubeconfig_path = args
+        .write_kubeconfig
+        .clone()
+        .unwrap_or_else(super::default_kubeconfig);
+    let server_url = format!("https://127.0.0.1:{}", args.https_listen_port);
+    let (cert, key) = (pki.admin_cert_pem(), pki.admin_key_pem());
+    let kubeconfig = pki::kubeconfig(&server_url, pki.server_ca_pem(), cert, key, "default");
+    pki::write_kubeconfig(&kubeconfig_path, &kubeconfig, mode)?;
+
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = api::server::bind(addr).await?;
+    let tls = pki.server_tls_config(true)?;
+    tracing::info!(
+        %addr,
+        kubeconfig = %kubeconfig_path.display(),
+        ready_ms = started.elapsed().as_millis() as u64,
+        "skiff API server is ready"
+    );
+    notify_systemd_ready();
+    let serving = tokio::spawn(api::server::serve(listener, tls, api));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    serving.abort();
+    Ok(())
+}
+
+/// The namespaces every cluster has from the first start.
+async fn bootstrap(api: &Arc<ApiServer>) -> Result<(), ServerError> {
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("/api/v1/namespaces")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .map_err(|e| ServerError::Bootstrap {
+                name: name.into(),
+                message: e.to_string(),
+            })?;
+        let resp = api.handle(req, Some(api::UserInfo::system())).await;
+        let code = resp.status().as_u16();
+        if code != 201 && code != 409 {
+            return Err(ServerError::Bootstrap {
+                name: name.into(),
+                message: format!("HTTP {code}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Tell systemd (Type=notify) that we are ready, if it is listening.
+fn notify_systemd_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let path = path.to_string_lossy().to_string();
+    let result = if let Some(abstract_name) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+            .and_then(|addr| sock.send_to_addr(b"READY=1", &addr))
+    } else {
+        sock.send_to(b"READY=1", &path)
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_service_ip_is_dot_one() {
+        assert_eq!(first_service_ip("10.43.0.0/16").unwrap().to_string(), "10.43.0.1");
+        assert!(first_service_ip("nonsense").is_err());
+    }
+}

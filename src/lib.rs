@@ -1,0 +1,10 @@
+//! skiff: a lightweight, single-binary Kubernetes distribution.
+//!
+//! One folder per component; dependencies point down: `cli` → `api` → `registry` →
+//! `store`, with `pki` beside them. See `docs/architecture.md`.
+
+pub mod api;
+pub mod cli;
+pub mod pki;
+pub mod registry;
+pub mod store;

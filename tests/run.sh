@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run skiff's whole test suite (unit, integration and end-to-end with the real kubectl).
+# Installs what the tests need on a fresh Debian machine, then runs `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v cc >/dev/null || need+=(gcc)
+if ((${#need[@]})); then
+  echo "==> installing ${need[*]}"
+  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+if ! command -v kubectl >/dev/null; then
+  echo "error: kubectl (1.32) is required on PATH for the end-to-end tests" >&2
+  exit 1
+fi
+echo "==> kubectl $(kubectl version --client -o json 2>/dev/null | grep -m1 gitVersion | tr -d ' ",' | cut -d: -f2)"
+
+echo "==> cargo test"
+exec cargo test --locked "$@"
