@@ -138,3 +138,115 @@ pub fn add_warnings(resp: &mut Response<Body>, warnings: &[String]) {
         }
     }
 }
+
+/// Paths of keys that appear twice in one JSON object (`metadata.labels.app`), which
+/// Strict field validation refuses and Warn reports. serde_json keeps the last silently.
+pub fn duplicate_fields(bytes: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    struct Walk<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            loop {
+                let path = format!("{}[{i}]", self.path);
+                if seq
+                    .next_element_seed(Walk {
+                        path,
+                        out: &mut *self.out,
+                    })?
+                    .is_none()
+                {
+                    return Ok(());
+                }
+                i += 1;
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
+                if !seen.insert(key) {
+                    self.out.push(path.clone());
+                }
+                map.next_value_seed(Walk {
+                    path,
+                    out: &mut *self.out,
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let _ = Walk {
+        path: String::new(),
+        out: &mut out,
+    }
+    .deserialize(&mut de);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_fields_are_found_with_paths() {
+        let body = br#"{"metadata":{"name":"a","labels":{"x":"1","x":"2"}},"data":[{"k":1,"k":2}]}"#;
+        assert_eq!(duplicate_fields(body), vec!["metadata.labels.x", "data[0].k"]);
+        assert!(duplicate_fields(br#"{"a":1,"b":{"a":2}}"#).is_empty());
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            content_type(Some("application/json; charset=utf-8")).unwrap(),
+            ContentType::Json
+        );
+        assert_eq!(
+            content_type(Some("application/strategic-merge-patch+json")).unwrap(),
+            ContentType::StrategicMergePatch
+        );
+        assert!(content_type(Some("text/csv")).is_err());
+    }
+}

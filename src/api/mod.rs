@@ -136,6 +136,19 @@ impl ApiServer {
             // We answer JSON; clients asking protobuf-only get JSON anyway (kubectl accepts it).
         }
         let needs_body = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+        // Refuse an announced oversized body before reading it (and before a client that
+        // sent `Expect: 100-continue` uploads it).
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if announced.is_some_and(|n| n > body::MAX_BODY_BYTES) {
+            return Err(ApiError::RequestEntityTooLarge(format!(
+                "the request body is larger than the limit of {} bytes",
+                body::MAX_BODY_BYTES
+            )));
+        }
         let bytes = if needs_body {
             body::read(req.into_body()).await?
         } else {

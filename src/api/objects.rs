@@ -184,16 +184,17 @@ fn canonicalize(
     obj: Value,
     old: Option<&Value>,
     mode: FieldValidation,
+    duplicates: &[String],
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
     let name = meta_str(&obj, "name").unwrap_or("").to_string();
     let mut value = match typed::roundtrip(r.group, r.version, r.kind, obj.clone()) {
         Some(Ok(t)) => {
-            if !t.unknown_fields.is_empty() {
-                let msgs: Vec<String> = t
-                    .unknown_fields
+            if !t.unknown_fields.is_empty() || !duplicates.is_empty() {
+                let msgs: Vec<String> = duplicates
                     .iter()
-                    .map(|f| format!("unknown field \"{f}\""))
+                    .map(|f| format!("duplicate field \"{f}\""))
+                    .chain(t.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")))
                     .collect();
                 match mode {
                     FieldValidation::Strict => {
@@ -219,6 +220,7 @@ fn canonicalize(
         }
         None => obj,
     };
+    prune_empty_metadata(&mut value);
     defaults::apply_defaults(r.group, r.kind, &mut value);
     let errs = match old {
         None => validation::validate_create(r.group, r.kind, &value, r.namespaced),
@@ -228,6 +230,31 @@ fn canonicalize(
         return Err(invalid(r, &name, &errs));
     }
     Ok(value)
+}
+
+/// Duplicate keys of a JSON body, when field validation cares about them.
+fn json_duplicates(ct: ContentType, bytes: &[u8], mode: FieldValidation) -> Vec<String> {
+    if ct == ContentType::Json && mode != FieldValidation::Ignore {
+        body::duplicate_fields(bytes)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Go's `omitempty`: empty metadata maps and lists are not part of the object (a label
+/// removed with `key-` leaves no `labels: {}` behind).
+fn prune_empty_metadata(obj: &mut Value) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.retain(|k, v| {
+            let empty = match v {
+                Value::Object(o) => o.is_empty(),
+                Value::Array(a) => a.is_empty(),
+                Value::String(s) => s.is_empty() && k != "name",
+                _ => false,
+            };
+            !empty
+        });
+    }
 }
 
 fn invalid(r: &ResourceInfo, name: &str, errs: &[validation::FieldError]) -> ApiError {
@@ -294,7 +321,13 @@ impl ApiServer {
             ));
         };
         let ns_res = resources::find("", "v1", "namespaces").ok_or(ApiError::NoRoute)?;
-        match self.read_object(&object_key(ns_res, None, ns)).await {
+        let key = object_key(ns_res, None, ns);
+        // The cache is enough when it has the namespace; only a miss needs a consistent read.
+        let found = match self.cache.get(&key) {
+            Some(o) => Some((*o.object).clone()),
+            None => self.read_object(&key).await,
+        };
+        match found {
             None => Err(ApiError::NotFound {
                 qualified: "namespaces".into(),
                 name: ns.to_string(),
@@ -441,6 +474,7 @@ impl ApiServer {
         let mut obj = body::decode_object(ct, bytes)?;
         check_type(r, &mut obj)?;
         let mode = field_validation(q)?;
+        let duplicates = json_duplicates(ct, bytes, mode);
         let mut warnings = Vec::new();
         {
             let m = meta_mut(&mut obj);
@@ -487,7 +521,7 @@ impl ApiServer {
             ));
         }
         reset_status_on_create(r, &mut obj);
-        let mut obj = canonicalize(r, obj, None, mode, &mut warnings)?;
+        let mut obj = canonicalize(r, obj, None, mode, &duplicates, &mut warnings)?;
         let manager = field_manager(q, user, "create")?;
         obj = patch::record_update(None, &obj, &manager, "Update", gvk_tuple(r), chrono::Utc::now());
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
@@ -555,7 +589,8 @@ impl ApiServer {
             })
             .transpose()?;
         let manager = field_manager(q, user, "update")?;
-        self.write_existing(p, q, precondition, manager, "Update", |_current| Ok(obj.clone()))
+        let duplicates = json_duplicates(ct, bytes, field_validation(q)?);
+        self.write_existing(p, q, precondition, manager, "Update", &duplicates, |_current| Ok(obj.clone()))
             .await
     }
 
@@ -585,7 +620,11 @@ impl ApiServer {
         }
         let manager = field_manager(q, user, "patch")?;
         let gvk = gvk_tuple(r);
-        self.write_existing(p, q, None, manager, "Update", |current| {
+        let duplicates = match ct {
+            ContentType::ApplyPatch => Vec::new(),
+            _ => json_duplicates(ContentType::Json, bytes, field_validation(q)?),
+        };
+        self.write_existing(p, q, None, manager, "Update", &duplicates, |current| {
             let patched = match ct {
                 ContentType::JsonPatch => patch::json_patch(current, &patch_doc)
                     .map_err(|e| patch_error(r, meta_str(current, "name").unwrap_or(""), e))?,
@@ -636,7 +675,7 @@ impl ApiServer {
                 other => return other,
             }
         }
-        self.write_existing(p, q, None, manager.clone(), "Apply", |current| {
+        self.write_existing(p, q, None, manager.clone(), "Apply", &[], |current| {
             patch::server_side_apply(Some(current), &applied_checked, &manager, force, gvk, chrono::Utc::now())
                 .map_err(|e| apply_error(r, e))
         })
@@ -662,7 +701,7 @@ impl ApiServer {
         }
         reset_status_on_create(r, &mut obj);
         let mut warnings = Vec::new();
-        let mut obj = canonicalize(r, obj, None, field_validation(q)?, &mut warnings)?;
+        let mut obj = canonicalize(r, obj, None, field_validation(q)?, &[], &mut warnings)?;
         if let Some(mf) = managed {
             meta_mut(&mut obj).insert("managedFields".into(), mf);
         }
@@ -694,6 +733,7 @@ impl ApiServer {
         precondition: Option<i64>,
         manager: String,
         operation: &str,
+        duplicates: &[String],
         mutate: F,
     ) -> ApiResult<Response<Body>>
     where
@@ -723,7 +763,7 @@ impl ApiServer {
             };
             let mut warnings = Vec::new();
             let mut next = merge_for_update(r, sub, &current, desired);
-            next = canonicalize(r, next, Some(&current), mode, &mut warnings)?;
+            next = canonicalize(r, next, Some(&current), mode, duplicates, &mut warnings)?;
             if tracks_generation(r) && spec_part(&next) != spec_part(&current) {
                 let g = meta(&current).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0);
                 meta_mut(&mut next).insert("generation".into(), json!(g + 1));
@@ -943,7 +983,7 @@ impl ApiServer {
         let q = Query::default();
         let manager = field_manager(&q, user, "bind")?;
         let node2 = node.clone();
-        self.write_existing(&path, &q, None, manager, "Update", move |current| {
+        self.write_existing(&path, &q, None, manager, "Update", &[], move |current| {
             if current["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
                 return Err(ApiError::Conflict {
                     qualified: r.qualified_plural(),
@@ -1156,7 +1196,11 @@ fn patch_error(r: &ResourceInfo, name: &str, e: patch::PatchError) -> ApiError {
             group: r.group.to_string(),
             name: name.to_string(),
             summary: e.to_string(),
-            causes: vec![],
+            causes: vec![Cause {
+                reason: "FieldValueInvalid".into(),
+                message: e.to_string(),
+                field: String::new(),
+            }],
         },
         _ => ApiError::BadRequest(e.to_string()),
     }

@@ -13,6 +13,9 @@ fn kubectl_error_messages() {
     assert!(nf.contains("Error from server (NotFound): deployments.apps \"nothere\" not found"), "{nf}");
     s.ok(&["create", "configmap", "demo"]);
     let ae = s.fails(&["create", "configmap", "demo"]);
+    assert!(ae.contains("error: failed to create configmap: configmaps \"demo\" already exists"), "{ae}");
+    let f = s.write("demo.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n");
+    let ae = s.fails(&["create", "-f", f.to_str().unwrap()]);
     assert!(ae.contains("Error from server (AlreadyExists)") && ae.contains("configmaps \"demo\" already exists"), "{ae}");
 
     // Conflict: replace with a stale resourceVersion.

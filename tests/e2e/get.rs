@@ -9,7 +9,7 @@ use crate::harness::{eventually, Server};
 
 fn seed(s: &Server) {
     for (name, tier, n) in [("alpha", "front", "1"), ("beta", "back", "22"), ("gamma", "front", "333")] {
-        s.ok(&["create", "configmap", name, &format!("--from-literal=n={n}")]);
+        s.ok(&["create", "configmap", name, &format!("--from-literal=num={n}")]);
         s.ok(&["label", "configmap", name, &format!("tier={tier}")]);
     }
 }
@@ -28,11 +28,11 @@ fn output_formats() {
 
     assert_eq!(s.ok(&["get", "cm", "alpha", "-o", "name"]).trim(), "configmap/alpha");
     let json: serde_json::Value = serde_json::from_str(&s.ok(&["get", "cm", "beta", "-o", "json"])).unwrap();
-    assert_eq!(json["data"]["n"], "22");
+    assert_eq!(json["data"]["num"], "22");
     assert!(json["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
     assert!(json["metadata"]["resourceVersion"].as_str().is_some());
     let yaml = s.ok(&["get", "cm", "beta", "-o", "yaml"]);
-    assert!(yaml.contains("kind: ConfigMap") && yaml.contains("n: \"22\""), "{yaml}");
+    assert!(yaml.contains("kind: ConfigMap") && yaml.contains("num: \"22\""), "{yaml}");
     let cols = s.ok(&["get", "cm", "-l", "tier", "-o", "custom-columns=N:.metadata.name,T:.metadata.labels.tier", "--no-headers"]);
     let rows: Vec<Vec<&str>> = cols.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows, vec![vec!["alpha", "front"], vec!["beta", "back"], vec!["gamma", "front"]]);
@@ -60,7 +60,7 @@ fn selectors_sort_and_paging() {
     assert_eq!(names(&["--field-selector", "metadata.name=gamma"]), vec!["gamma"]);
     assert_eq!(names(&["--field-selector", "metadata.name!=gamma", "-l", "tier"]), vec!["alpha", "beta"]);
     // --sort-by asks for full objects in the Table.
-    let sorted = s.ok(&["get", "cm", "-l", "tier", "--sort-by=.data.n", "--no-headers", "-o", "custom-columns=N:.metadata.name"]);
+    let sorted = s.ok(&["get", "cm", "-l", "tier", "--sort-by=.data.num", "--no-headers", "-o", "custom-columns=N:.metadata.name"]);
     assert_eq!(sorted.split_whitespace().collect::<Vec<_>>(), vec!["alpha", "beta", "gamma"]);
     let by_tier = s.ok(&["get", "cm", "-l", "tier", "--sort-by=.metadata.labels.tier", "--no-headers"]);
     assert!(by_tier.lines().next().unwrap().starts_with("beta"), "{by_tier}");
@@ -70,8 +70,10 @@ fn selectors_sort_and_paging() {
     }
     let paged = s.ok(&["get", "cm", "--chunk-size=5", "-o", "name"]);
     assert_eq!(paged.lines().filter(|l| l.contains("page-")).count(), 12);
-    let bad = s.fails(&["get", "cm", "--field-selector", "data.n=1"]);
-    assert!(bad.contains("field label not supported"), "{bad}");
+    let bad = s.fails(&["get", "cm", "--field-selector", "data.num=1"]);
+    assert!(bad.contains("\"data.num\" is not a known field selector"), "{bad}");
+    let bad = s.fails(&["get", "pods", "--field-selector", "spec.bogus=1"]);
+    assert!(bad.contains("field label not supported: spec.bogus"), "{bad}");
 }
 
 #[test]

@@ -45,9 +45,10 @@ fn patch_types() {
     s.ok(&["create", "deployment", "web", "--image=nginx:1.27"]);
     // Strategic merge: the container list is merged by name.
     s.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"}]}}}}"#]);
+    // As kube-apiserver does, items only in the patch come before the server's.
     assert_eq!(
         s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[*].name}"]),
-        "nginx sidecar"
+        "sidecar nginx"
     );
     // Merge patch replaces the list.
     s.ok(&["patch", "deploy", "web", "--type=merge", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"only","image":"busybox"}]}}}}"#]);
