@@ -33,7 +33,9 @@ where
                     "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
                 )))
             } else {
-                Err(ApiError::BadRequest(format!("reading the request body: {e}")))
+                Err(ApiError::BadRequest(format!(
+                    "reading the request body: {e}"
+                )))
             }
         }
     }
@@ -232,8 +234,12 @@ mod tests {
 
     #[test]
     fn duplicate_fields_are_found_with_paths() {
-        let body = br#"{"metadata":{"name":"a","labels":{"x":"1","x":"2"}},"data":[{"k":1,"k":2}]}"#;
-        assert_eq!(duplicate_fields(body), vec!["metadata.labels.x", "data[0].k"]);
+        let body =
+            br#"{"metadata":{"name":"a","labels":{"x":"1","x":"2"}},"data":[{"k":1,"k":2}]}"#;
+        assert_eq!(
+            duplicate_fields(body),
+            vec!["metadata.labels.x", "data[0].k"]
+        );
         assert!(duplicate_fields(br#"{"a":1,"b":{"a":2}}"#).is_empty());
     }
 

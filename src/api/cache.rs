@@ -88,7 +88,9 @@ impl WatchCache {
                         },
                     );
                 }
-                Err(e) => tracing::error!(key = %kv.key, error = %e, "skipping undecodable stored object"),
+                Err(e) => {
+                    tracing::error!(key = %kv.key, error = %e, "skipping undecodable stored object")
+                }
             }
         }
         let (events_tx, _) = broadcast::channel(4096);
@@ -175,13 +177,16 @@ impl WatchCache {
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         let old = match kind {
             EventKind::Delete => st.objects.remove(&kv.key).map(|o| o.object),
-            EventKind::Create | EventKind::Update => st.objects.insert(
-                kv.key.clone(),
-                CachedObject {
-                    object: object.clone(),
-                    mod_revision: rev,
-                },
-            ).map(|o| o.object),
+            EventKind::Create | EventKind::Update => st
+                .objects
+                .insert(
+                    kv.key.clone(),
+                    CachedObject {
+                        object: object.clone(),
+                        mod_revision: rev,
+                    },
+                )
+                .map(|o| o.object),
         };
         let prev = old.or_else(|| prev.and_then(|p| decode(&p).ok()).map(Arc::new));
         let event = Arc::new(CacheEvent {
@@ -233,7 +238,11 @@ impl WatchCache {
 
     /// Objects under `prefix` with keys after `start_after`, in key order, and the
     /// revision they are consistent at.
-    pub fn list(&self, prefix: &str, start_after: Option<&str>) -> (Vec<(String, CachedObject)>, i64) {
+    pub fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> (Vec<(String, CachedObject)>, i64) {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         let start = match start_after {
             Some(s) if s >= prefix => Bound::Excluded(s.to_string()),
@@ -250,22 +259,27 @@ impl WatchCache {
 
     /// Subscribe to events after `from` (exclusive). Returns the replayed events and a
     /// receiver for live ones, or `None` when `from` is older than the window.
-    pub fn subscribe(
-        &self,
-        from: i64,
-    ) -> Option<Subscription> {
+    pub fn subscribe(&self, from: i64) -> Option<Subscription> {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         if from < st.window_start {
             return None;
         }
         let rx = self.events_tx.subscribe();
-        let replay = st.events.iter().filter(|e| e.revision > from).cloned().collect();
+        let replay = st
+            .events
+            .iter()
+            .filter(|e| e.revision > from)
+            .cloned()
+            .collect();
         Some((replay, rx))
     }
 
     /// The oldest revision a watch may resume from.
     pub fn window_start(&self) -> i64 {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).window_start
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .window_start
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -60,7 +60,10 @@ fn group_json(name: &str, versions: &[&str]) -> Value {
 
 /// `/apis` (legacy): APIGroupList.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = named_groups().iter().map(|(g, v)| group_json(g, v)).collect();
+    let groups: Vec<Value> = named_groups()
+        .iter()
+        .map(|(g, v)| group_json(g, v))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 

@@ -65,7 +65,11 @@ impl ApiServer {
     }
 
     /// Serve one request from an authenticated (or not) caller.
-    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>, user: Option<UserInfo>) -> Response<Body>
+    pub async fn handle<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        user: Option<UserInfo>,
+    ) -> Response<Body>
     where
         B: hyper::body::Body<Data = bytes::Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -81,7 +85,11 @@ impl ApiServer {
         resp
     }
 
-    async fn dispatch<B>(self: &Arc<Self>, req: Request<B>, user: Option<UserInfo>) -> ApiResult<Response<Body>>
+    async fn dispatch<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        user: Option<UserInfo>,
+    ) -> ApiResult<Response<Body>>
     where
         B: hyper::body::Body<Data = bytes::Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -90,15 +98,22 @@ impl ApiServer {
         let method = req.method().clone();
         // Health endpoints are open to everyone, as kube's are to system:unauthenticated.
         match path.as_str() {
-            "/healthz" | "/livez" | "/readyz" | "/healthz/ping" | "/livez/ping" | "/readyz/ping" => {
+            "/healthz" | "/livez" | "/readyz" | "/healthz/ping" | "/livez/ping"
+            | "/readyz/ping" => {
                 return Ok(body::respond(200, "text/plain; charset=utf-8", "ok"));
             }
-            "/version" if method == Method::GET => return Ok(body::json(200, &discovery::version())),
+            "/version" if method == Method::GET => {
+                return Ok(body::json(200, &discovery::version()))
+            }
             _ => {}
         }
         let user = user.ok_or_else(|| ApiError::Unauthorized("Unauthorized".into()))?;
         let query = Query::parse(req.uri().query())?;
-        let accept = request::negotiate(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+        let accept = request::negotiate(
+            req.headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
         let ct_header = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -114,7 +129,10 @@ impl ApiServer {
                 return Ok(if accept == Accept::DiscoveryV2 {
                     discovery_v2(&discovery::aggregated(true))
                 } else {
-                    body::json(200, &discovery::core_versions(&self.config.advertise_address))
+                    body::json(
+                        200,
+                        &discovery::core_versions(&self.config.advertise_address),
+                    )
                 })
             }
             Route::Groups => {
@@ -129,13 +147,18 @@ impl ApiServer {
                     .map(|d| body::json(200, &d))
                     .ok_or(ApiError::NoRoute)
             }
-            Route::ResourceList(g, v) => return Ok(body::json(200, &discovery::resource_list(&g, &v))),
+            Route::ResourceList(g, v) => {
+                return Ok(body::json(200, &discovery::resource_list(&g, &v)))
+            }
             Route::Resource(p) => p,
         };
         if accept == Accept::Protobuf && method == Method::GET {
             // We answer JSON; clients asking protobuf-only get JSON anyway (kubectl accepts it).
         }
-        let needs_body = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+        let needs_body = matches!(
+            method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        );
         // Refuse an announced oversized body before reading it (and before a client that
         // sent `Expect: 100-continue` uploads it).
         let announced = req
@@ -155,7 +178,8 @@ impl ApiServer {
             bytes::Bytes::new()
         };
         let ct = || body::content_type(ct_header.as_deref());
-        self.resource(&p, &method, &query, accept, ct, &bytes, &user).await
+        self.resource(&p, &method, &query, accept, ct, &bytes, &user)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -171,7 +195,12 @@ impl ApiServer {
     ) -> ApiResult<Response<Body>> {
         let r = p.resource;
         let sub = p.subresource.as_deref();
-        let not_allowed = || ApiError::MethodNotAllowed(format!("the server does not allow this method on the requested resource ({method} {})", r.qualified_plural()));
+        let not_allowed = || {
+            ApiError::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource ({method} {})",
+                r.qualified_plural()
+            ))
+        };
         let verb_allowed = |verb: &str| r.verbs.contains(&verb);
         match (p.name.is_some(), sub, method) {
             // Collections.
@@ -186,7 +215,16 @@ impl ApiServer {
                     return Err(not_allowed());
                 }
                 if r.kind == "ComponentStatus" {
-                    return Ok(body::json(200, &self.component_statuses()));
+                    let list = self.component_statuses();
+                    if accept == Accept::Table {
+                        let items = list["items"].as_array().cloned().unwrap_or_default();
+                        let rev = self.cache.revision();
+                        return Ok(body::json(
+                            200,
+                            &table::table(r, items.iter(), rev, None, None, true),
+                        ));
+                    }
+                    return Ok(body::json(200, &list));
                 }
                 self.list(p, q, accept).await
             }
@@ -213,33 +251,48 @@ impl ApiServer {
                 }
                 self.get(p, q, accept).await
             }
-            (true, None | Some("status"), &Method::PUT) => self.update(p, q, ct()?, bytes, user).await,
-            (true, None | Some("status"), &Method::PATCH) => self.patch(p, q, ct()?, bytes, user).await,
+            (true, None | Some("status"), &Method::PUT) => {
+                self.update(p, q, ct()?, bytes, user).await
+            }
+            (true, None | Some("status"), &Method::PATCH) => {
+                self.patch(p, q, ct()?, bytes, user).await
+            }
             (true, None, &Method::DELETE) => self.delete(p, q, bytes).await,
             (true, Some("status"), &Method::GET) => self.get(p, q, accept).await,
             (true, Some("scale"), &Method::GET) => self.get_scale(p).await,
             (true, Some("scale"), &Method::PUT) => {
                 let scale = body::decode_object(ct()?, bytes)?;
-                let bytes = serde_json::to_vec(&scale).map_err(|e| ApiError::Internal(e.to_string()))?;
-                self.patch(p, q, body::ContentType::MergePatch, &bytes, user).await
+                let bytes =
+                    serde_json::to_vec(&scale).map_err(|e| ApiError::Internal(e.to_string()))?;
+                self.patch(p, q, body::ContentType::MergePatch, &bytes, user)
+                    .await
             }
             (true, Some("scale"), &Method::PATCH) => self.patch(p, q, ct()?, bytes, user).await,
             (true, Some("binding"), &Method::POST) => self.bind(p, bytes, user).await,
             (true, Some("finalize"), &Method::PUT) => self.update(p, q, ct()?, bytes, user).await,
-            (true, Some(s @ ("log" | "exec" | "attach" | "portforward" | "eviction" | "token")), _) => {
-                Err(ApiError::NotImplemented(format!(
-                    "{}/{s} is not implemented yet: skiff's agent and controllers are not built",
-                    r.plural
-                )))
-            }
+            (
+                true,
+                Some(s @ ("log" | "exec" | "attach" | "portforward" | "eviction" | "token")),
+                _,
+            ) => Err(ApiError::NotImplemented(format!(
+                "{}/{s} is not implemented yet: skiff's agent and controllers are not built",
+                r.plural
+            ))),
             _ => Err(not_allowed()),
         }
     }
 
-    fn openapi_route(&self, path: &str, q: &Query, accept: Accept) -> Option<ApiResult<Response<Body>>> {
+    fn openapi_route(
+        &self,
+        path: &str,
+        q: &Query,
+        accept: Accept,
+    ) -> Option<ApiResult<Response<Body>>> {
         if path == "/openapi/v3" || path == "/openapi/v3/" {
             let mut resp = body::respond(200, "application/json", self.openapi.v3_root().to_vec());
-            if let Ok(v) = header::HeaderValue::from_str(&format!("\"{}\"", self.openapi.v3_root_etag())) {
+            if let Ok(v) =
+                header::HeaderValue::from_str(&format!("\"{}\"", self.openapi.v3_root_etag()))
+            {
                 resp.headers_mut().insert(header::ETAG, v);
             }
             return Some(Ok(resp));
@@ -254,8 +307,10 @@ impl ApiServer {
                     } else {
                         "no-cache, private"
                     };
-                    resp.headers_mut()
-                        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static(cache));
+                    resp.headers_mut().insert(
+                        header::CACHE_CONTROL,
+                        header::HeaderValue::from_static(cache),
+                    );
                     if let Ok(v) = header::HeaderValue::from_str(&format!("\"{hash}\"")) {
                         resp.headers_mut().insert(header::ETAG, v);
                     }
@@ -319,8 +374,13 @@ impl ApiServer {
     fn component_status_json(&self, name: &str) -> Option<serde_json::Value> {
         let (healthy, message) = match name {
             // The store answers if we got this far.
-            "etcd-0" => (true, format!("sled store at revision {}", self.store.current_revision())),
-            "scheduler" | "controller-manager" => (false, "not built yet in this skiff version".to_string()),
+            "etcd-0" => (
+                true,
+                format!("sled store at revision {}", self.store.current_revision()),
+            ),
+            "scheduler" | "controller-manager" => {
+                (false, "not built yet in this skiff version".to_string())
+            }
             _ => return None,
         };
         Some(json!({

@@ -64,7 +64,9 @@ pub fn store_error(r: &ResourceInfo, name: &str, e: StoreError) -> ApiError {
         StoreError::Expired {
             requested,
             compacted,
-        } => ApiError::Expired(format!("too old resource version: {requested} ({compacted})")),
+        } => ApiError::Expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
         other => ApiError::Internal(format!("storage error: {other}")),
     }
 }
@@ -194,7 +196,11 @@ fn canonicalize(
                 let msgs: Vec<String> = duplicates
                     .iter()
                     .map(|f| format!("duplicate field \"{f}\""))
-                    .chain(t.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")))
+                    .chain(
+                        t.unknown_fields
+                            .iter()
+                            .map(|f| format!("unknown field \"{f}\"")),
+                    )
                     .collect();
                 match mode {
                     FieldValidation::Strict => {
@@ -230,6 +236,16 @@ fn canonicalize(
         return Err(invalid(r, &name, &errs));
     }
     Ok(value)
+}
+
+/// How a read-modify-write identifies itself and what it checks.
+struct Write<'a> {
+    /// The resourceVersion the client based its write on, if any.
+    precondition: Option<i64>,
+    manager: String,
+    /// `Update` or `Apply`, as managedFields records it.
+    operation: &'a str,
+    duplicates: &'a [String],
 }
 
 /// Duplicate keys of a JSON body, when field validation cares about them.
@@ -268,7 +284,10 @@ fn invalid(r: &ResourceInfo, name: &str, errs: &[validation::FieldError]) -> Api
     } else {
         format!(
             "[{}]",
-            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     ApiError::Invalid {
@@ -345,7 +364,12 @@ impl ApiServer {
 
     // ---------------------------------------------------------------- read
 
-    pub(crate) async fn get(&self, p: &ResourcePath, q: &Query, accept: Accept) -> ApiResult<Response<Body>> {
+    pub(crate) async fn get(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        accept: Accept,
+    ) -> ApiResult<Response<Body>> {
         let r = p.resource;
         let name = p.name.as_deref().unwrap_or("");
         let obj = self
@@ -356,13 +380,25 @@ impl ApiServer {
             let rv = meta_str(&obj, "resourceVersion")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let t = table::table(r, std::iter::once(&obj), rv, None, q.include_object.as_deref(), true);
+            let t = table::table(
+                r,
+                std::iter::once(&obj),
+                rv,
+                None,
+                q.include_object.as_deref(),
+                true,
+            );
             return Ok(body::json(200, &t));
         }
         Ok(body::json(200, &obj))
     }
 
-    pub(crate) async fn list(&self, p: &ResourcePath, q: &Query, accept: Accept) -> ApiResult<Response<Body>> {
+    pub(crate) async fn list(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        accept: Accept,
+    ) -> ApiResult<Response<Body>> {
         let r = p.resource;
         let label = parse_label_selector(q)?;
         let field = parse_field_selector(r, q)?;
@@ -378,7 +414,9 @@ impl ApiServer {
         let mut more = false;
         let revision;
         let matches = |obj: &Value| -> ApiResult<bool> {
-            let labels = meta(obj).and_then(|m| m.get("labels")).and_then(Value::as_object);
+            let labels = meta(obj)
+                .and_then(|m| m.get("labels"))
+                .and_then(Value::as_object);
             Ok(label.as_ref().is_none_or(|l| l.matches(labels))
                 && match &field {
                     Some(f) => f
@@ -419,7 +457,8 @@ impl ApiServer {
                         other => store_error(r, "", other),
                     })?;
                 for kv in page.items {
-                    let obj = decode(&kv).map_err(|e| ApiError::Internal(format!("decoding {}: {e}", kv.key)))?;
+                    let obj = decode(&kv)
+                        .map_err(|e| ApiError::Internal(format!("decoding {}: {e}", kv.key)))?;
                     if !matches(&obj)? {
                         continue;
                     }
@@ -433,7 +472,13 @@ impl ApiServer {
             }
         }
         let continue_token = match (more, last_key) {
-            (true, Some(start)) => Some(ContinueToken { rv: revision, start }.encode()),
+            (true, Some(start)) => Some(
+                ContinueToken {
+                    rv: revision,
+                    start,
+                }
+                .encode(),
+            ),
             _ => None,
         };
         if accept == Accept::Table {
@@ -492,21 +537,35 @@ impl ApiServer {
             } else if !r.namespaced {
                 m.remove("namespace");
             }
-            if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+            if m.get("resourceVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+            {
                 return Err(ApiError::BadRequest(
                     "resourceVersion should not be set on objects to be created".into(),
                 ));
             }
-            let has_name = m.get("name").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+            let has_name = m
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty());
             if !has_name {
-                if let Some(g) = m.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                if let Some(g) = m
+                    .get("generateName")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
                     let name = format!("{g}{}", random_suffix());
                     m.insert("name".into(), json!(name));
                 }
             }
             m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             m.insert("creationTimestamp".into(), json!(now_rfc3339()));
-            for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            for f in [
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+            ] {
                 m.remove(f);
             }
             if tracks_generation(r) {
@@ -517,13 +576,21 @@ impl ApiServer {
         }
         if r.namespaced && p.namespace.is_none() {
             return Err(ApiError::BadRequest(
-                "the server could not find the requested resource (POST must name a namespace)".into(),
+                "the server could not find the requested resource (POST must name a namespace)"
+                    .into(),
             ));
         }
         reset_status_on_create(r, &mut obj);
         let mut obj = canonicalize(r, obj, None, mode, &duplicates, &mut warnings)?;
         let manager = field_manager(q, user, "create")?;
-        obj = patch::record_update(None, &obj, &manager, "Update", gvk_tuple(r), chrono::Utc::now());
+        obj = patch::record_update(
+            None,
+            &obj,
+            &manager,
+            "Update",
+            gvk_tuple(r),
+            chrono::Utc::now(),
+        );
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         self.namespace_gate(r, p.namespace.as_deref()).await?;
         let key = object_key(r, p.namespace.as_deref(), &name);
@@ -590,7 +657,13 @@ impl ApiServer {
             .transpose()?;
         let manager = field_manager(q, user, "update")?;
         let duplicates = json_duplicates(ct, bytes, field_validation(q)?);
-        self.write_existing(p, q, precondition, manager, "Update", &duplicates, |_current| Ok(obj.clone()))
+        let how = Write {
+            precondition,
+            manager,
+            operation: "Update",
+            duplicates: &duplicates,
+        };
+        self.write_existing(p, q, how, |_current| Ok(obj.clone()))
             .await
     }
 
@@ -624,37 +697,61 @@ impl ApiServer {
             ContentType::ApplyPatch => Vec::new(),
             _ => json_duplicates(ContentType::Json, bytes, field_validation(q)?),
         };
-        self.write_existing(p, q, None, manager, "Update", &duplicates, |current| {
-            let patched = match ct {
-                ContentType::JsonPatch => patch::json_patch(current, &patch_doc)
-                    .map_err(|e| patch_error(r, meta_str(current, "name").unwrap_or(""), e))?,
-                ContentType::MergePatch => patch::merge_patch(current, &patch_doc),
-                _ => patch::strategic_merge_patch(current, &patch_doc, gvk)
-                    .map_err(|e| patch_error(r, meta_str(current, "name").unwrap_or(""), e))?,
-            };
-            // A resourceVersion in the patch is a precondition.
-            if let (Some(want), Some(have)) = (
-                meta_str(&patched, "resourceVersion"),
-                meta_str(current, "resourceVersion"),
-            ) {
-                if want != have {
-                    return Err(conflict(r, meta_str(current, "name").unwrap_or("")));
+        self.write_existing(
+            p,
+            q,
+            Write {
+                precondition: None,
+                manager,
+                operation: "Update",
+                duplicates: &duplicates,
+            },
+            |current| {
+                let patched = match ct {
+                    ContentType::JsonPatch => patch::json_patch(current, &patch_doc)
+                        .map_err(|e| patch_error(r, meta_str(current, "name").unwrap_or(""), e))?,
+                    ContentType::MergePatch => patch::merge_patch(current, &patch_doc),
+                    _ => patch::strategic_merge_patch(current, &patch_doc, gvk)
+                        .map_err(|e| patch_error(r, meta_str(current, "name").unwrap_or(""), e))?,
+                };
+                // A resourceVersion in the patch is a precondition.
+                if let (Some(want), Some(have)) = (
+                    meta_str(&patched, "resourceVersion"),
+                    meta_str(current, "resourceVersion"),
+                ) {
+                    if want != have {
+                        return Err(conflict(r, meta_str(current, "name").unwrap_or("")));
+                    }
                 }
-            }
-            Ok(patched)
-        })
+                Ok(patched)
+            },
+        )
         .await
     }
 
     /// Server-side apply (`application/apply-patch+yaml`): creates when absent.
-    async fn apply(&self, p: &ResourcePath, q: &Query, applied: Value, user: &UserInfo) -> ApiResult<Response<Body>> {
+    async fn apply(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        applied: Value,
+        user: &UserInfo,
+    ) -> ApiResult<Response<Body>> {
         let r = p.resource;
-        let manager = q.field_manager.clone().filter(|m| !m.is_empty()).ok_or_else(|| {
-            ApiError::BadRequest("PATCH, application/apply-patch+yaml requests must have a fieldManager".into())
-        })?;
+        let manager = q
+            .field_manager
+            .clone()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "PATCH, application/apply-patch+yaml requests must have a fieldManager".into(),
+                )
+            })?;
         let _ = user;
         if !applied.is_object() {
-            return Err(ApiError::BadRequest("the apply body must be an object".into()));
+            return Err(ApiError::BadRequest(
+                "the apply body must be an object".into(),
+            ));
         }
         let name = p.name.clone().unwrap_or_default();
         let key = object_key(r, p.namespace.as_deref(), &name);
@@ -664,26 +761,56 @@ impl ApiServer {
         check_type(r, &mut applied_checked)?;
         if self.read_object(&key).await.is_none() && p.subresource.is_none() {
             // Create from the applied configuration.
-            let created = patch::server_side_apply(None, &applied_checked, &manager, force, gvk, chrono::Utc::now())
-                .map_err(|e| apply_error(r, e))?;
+            let created = patch::server_side_apply(
+                None,
+                &applied_checked,
+                &manager,
+                force,
+                gvk,
+                chrono::Utc::now(),
+            )
+            .map_err(|e| apply_error(r, e))?;
             let mut q2 = q.clone();
             q2.field_manager = Some(manager.clone());
-            let bytes = serde_json::to_vec(&created).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec(&created).map_err(|e| ApiError::Internal(e.to_string()))?;
             let resp = self.create_prepared(p, &q2, &bytes).await;
             match resp {
                 Err(ApiError::AlreadyExists { .. }) => {} // raced with a create: fall through to update
                 other => return other,
             }
         }
-        self.write_existing(p, q, None, manager.clone(), "Apply", &[], |current| {
-            patch::server_side_apply(Some(current), &applied_checked, &manager, force, gvk, chrono::Utc::now())
+        self.write_existing(
+            p,
+            q,
+            Write {
+                precondition: None,
+                manager: manager.clone(),
+                operation: "Apply",
+                duplicates: &[],
+            },
+            |current| {
+                patch::server_side_apply(
+                    Some(current),
+                    &applied_checked,
+                    &manager,
+                    force,
+                    gvk,
+                    chrono::Utc::now(),
+                )
                 .map_err(|e| apply_error(r, e))
-        })
+            },
+        )
         .await
     }
 
     /// Create an object whose managedFields are already set (server-side apply).
-    async fn create_prepared(&self, p: &ResourcePath, q: &Query, bytes: &[u8]) -> ApiResult<Response<Body>> {
+    async fn create_prepared(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        bytes: &[u8],
+    ) -> ApiResult<Response<Body>> {
         let r = p.resource;
         let mut obj = body::parse_json(bytes)?;
         let managed = meta(&obj).and_then(|m| m.get("managedFields")).cloned();
@@ -730,15 +857,18 @@ impl ApiServer {
         &self,
         p: &ResourcePath,
         q: &Query,
-        precondition: Option<i64>,
-        manager: String,
-        operation: &str,
-        duplicates: &[String],
+        how: Write<'_>,
         mutate: F,
     ) -> ApiResult<Response<Body>>
     where
         F: Fn(&Value) -> ApiResult<Value>,
     {
+        let Write {
+            precondition,
+            manager,
+            operation,
+            duplicates,
+        } = how;
         let r = p.resource;
         let name = p.name.clone().unwrap_or_default();
         let key = object_key(r, p.namespace.as_deref(), &name);
@@ -753,7 +883,8 @@ impl ApiServer {
             if precondition.is_some_and(|want| want != kv.mod_revision) {
                 return Err(conflict(r, &name));
             }
-            let current = decode(&kv).map_err(|e| ApiError::Internal(format!("decoding {key}: {e}")))?;
+            let current =
+                decode(&kv).map_err(|e| ApiError::Internal(format!("decoding {key}: {e}")))?;
             let (desired, scale_view) = if sub == Some("scale") {
                 let scale = scale_of(r, &current)?;
                 let new_scale = mutate(&scale)?;
@@ -765,13 +896,30 @@ impl ApiServer {
             let mut next = merge_for_update(r, sub, &current, desired);
             next = canonicalize(r, next, Some(&current), mode, duplicates, &mut warnings)?;
             if tracks_generation(r) && spec_part(&next) != spec_part(&current) {
-                let g = meta(&current).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0);
+                let g = meta(&current)
+                    .and_then(|m| m.get("generation"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 meta_mut(&mut next).insert("generation".into(), json!(g + 1));
             }
             if sub == Some("status") {
-                next = patch::record_subresource_update(Some(&current), &next, &manager, "status", gvk_tuple(r), chrono::Utc::now());
+                next = patch::record_subresource_update(
+                    Some(&current),
+                    &next,
+                    &manager,
+                    "status",
+                    gvk_tuple(r),
+                    chrono::Utc::now(),
+                );
             } else if operation != "Apply" {
-                next = patch::record_update(Some(&current), &next, &manager, operation, gvk_tuple(r), chrono::Utc::now());
+                next = patch::record_update(
+                    Some(&current),
+                    &next,
+                    &manager,
+                    operation,
+                    gvk_tuple(r),
+                    chrono::Utc::now(),
+                );
             }
             // Removing the last finalizer of an object being deleted completes the delete.
             let deleting = meta(&next).is_some_and(|m| m.contains_key("deletionTimestamp"));
@@ -790,13 +938,21 @@ impl ApiServer {
                     Err(e) => return Err(store_error(r, &name, e)),
                 }
             } else {
-                match self.store.update(&key, to_stored(&next)?, kv.mod_revision).await {
+                match self
+                    .store
+                    .update(&key, to_stored(&next)?, kv.mod_revision)
+                    .await
+                {
                     Ok(kv) => with_rv(next, kv.mod_revision),
                     Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
                     Err(e) => return Err(store_error(r, &name, e)),
                 }
             };
-            let out = if scale_view { scale_of(r, &result)? } else { result };
+            let out = if scale_view {
+                scale_of(r, &result)?
+            } else {
+                result
+            };
             let mut resp = body::json(200, &out);
             body::add_warnings(&mut resp, &warnings);
             return Ok(resp);
@@ -806,7 +962,12 @@ impl ApiServer {
 
     // ---------------------------------------------------------------- delete
 
-    pub(crate) async fn delete(&self, p: &ResourcePath, q: &Query, bytes: &[u8]) -> ApiResult<Response<Body>> {
+    pub(crate) async fn delete(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        bytes: &[u8],
+    ) -> ApiResult<Response<Body>> {
         let r = p.resource;
         let name = p.name.clone().unwrap_or_default();
         let opts = DeleteOptions::from(q, bytes)?;
@@ -817,7 +978,8 @@ impl ApiServer {
                 .get(&key)
                 .map_err(|e| store_error(r, &name, e))?
                 .ok_or_else(|| not_found(r, &name))?;
-            let current = decode(&kv).map_err(|e| ApiError::Internal(format!("decoding {key}: {e}")))?;
+            let current =
+                decode(&kv).map_err(|e| ApiError::Internal(format!("decoding {key}: {e}")))?;
             opts.check_preconditions(r, &name, &current, kv.mod_revision)?;
             match self.delete_one(r, &key, &kv, current, &opts).await {
                 Err(ApiError::Conflict { .. }) => continue,
@@ -897,8 +1059,13 @@ impl ApiServer {
             return 0;
         }
         // An unscheduled pod has no kubelet to wait for; a finished one has nothing to stop.
-        let scheduled = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-        let finished = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        let scheduled = obj["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        let finished = matches!(
+            obj["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
         if !scheduled || finished {
             return 0;
         }
@@ -908,21 +1075,33 @@ impl ApiServer {
             .max(0)
     }
 
-    pub(crate) async fn delete_collection(&self, p: &ResourcePath, q: &Query, bytes: &[u8]) -> ApiResult<Response<Body>> {
+    pub(crate) async fn delete_collection(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        bytes: &[u8],
+    ) -> ApiResult<Response<Body>> {
         let r = p.resource;
         let label = parse_label_selector(q)?;
         let field = parse_field_selector(r, q)?;
         let opts = DeleteOptions::from(q, bytes)?;
         self.cache.sync().await;
-        let (items, rev) = self.cache.list(&list_prefix(r, p.namespace.as_deref()), None);
+        let (items, rev) = self
+            .cache
+            .list(&list_prefix(r, p.namespace.as_deref()), None);
         let mut deleted = Vec::new();
         for (key, obj) in items {
-            let labels = meta(&obj.object).and_then(|m| m.get("labels")).and_then(Value::as_object);
+            let labels = meta(&obj.object)
+                .and_then(|m| m.get("labels"))
+                .and_then(Value::as_object);
             if !label.as_ref().is_none_or(|l| l.matches(labels)) {
                 continue;
             }
             if let Some(f) = &field {
-                if !f.matches(r.group, r.kind, &obj.object).map_err(|e| ApiError::BadRequest(e.to_string()))? {
+                if !f
+                    .matches(r.group, r.kind, &obj.object)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?
+                {
                     continue;
                 }
             }
@@ -958,7 +1137,12 @@ impl ApiServer {
     }
 
     /// `pods/binding` (POST): assign a node, as the scheduler does.
-    pub(crate) async fn bind(&self, p: &ResourcePath, bytes: &[u8], user: &UserInfo) -> ApiResult<Response<Body>> {
+    pub(crate) async fn bind(
+        &self,
+        p: &ResourcePath,
+        bytes: &[u8],
+        user: &UserInfo,
+    ) -> ApiResult<Response<Body>> {
         let r = p.resource;
         let binding = body::parse_json(bytes)?;
         let node = binding["target"]["name"].as_str().unwrap_or("").to_string();
@@ -983,22 +1167,35 @@ impl ApiServer {
         let q = Query::default();
         let manager = field_manager(&q, user, "bind")?;
         let node2 = node.clone();
-        self.write_existing(&path, &q, None, manager, "Update", &[], move |current| {
-            if current["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
-                return Err(ApiError::Conflict {
-                    qualified: r.qualified_plural(),
-                    name: name.clone(),
-                    detail: format!(
-                        "pod {} is already assigned to node \"{}\"",
-                        name,
-                        current["spec"]["nodeName"].as_str().unwrap_or("")
-                    ),
-                });
-            }
-            let mut next = current.clone();
-            next["spec"]["nodeName"] = json!(node2);
-            Ok(next)
-        })
+        self.write_existing(
+            &path,
+            &q,
+            Write {
+                precondition: None,
+                manager,
+                operation: "Update",
+                duplicates: &[],
+            },
+            move |current| {
+                if current["spec"]["nodeName"]
+                    .as_str()
+                    .is_some_and(|n| !n.is_empty())
+                {
+                    return Err(ApiError::Conflict {
+                        qualified: r.qualified_plural(),
+                        name: name.clone(),
+                        detail: format!(
+                            "pod {} is already assigned to node \"{}\"",
+                            name,
+                            current["spec"]["nodeName"].as_str().unwrap_or("")
+                        ),
+                    });
+                }
+                let mut next = current.clone();
+                next["spec"]["nodeName"] = json!(node2);
+                Ok(next)
+            },
+        )
         .await?;
         Ok(body::json(201, &success_status(None)))
     }
@@ -1010,7 +1207,10 @@ fn reset_status_on_create(r: &ResourceInfo, obj: &mut Value) {
     match r.kind {
         "Pod" => {
             let qos = qos_class(o.get("spec").unwrap_or(&Value::Null));
-            o.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+            o.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos}),
+            );
         }
         "Namespace" => {
             o.insert("status".into(), json!({"phase": "Active"}));
@@ -1060,7 +1260,12 @@ pub fn qos_class(spec: &Value) -> &'static str {
 }
 
 /// Combine what the client sent with what it may not change.
-fn merge_for_update(r: &ResourceInfo, sub: Option<&str>, current: &Value, mut desired: Value) -> Value {
+fn merge_for_update(
+    r: &ResourceInfo,
+    sub: Option<&str>,
+    current: &Value,
+    mut desired: Value,
+) -> Value {
     let cm = meta(current).cloned().unwrap_or_default();
     if sub == Some("status") {
         // Status writes change status only.
@@ -1072,7 +1277,15 @@ fn merge_for_update(r: &ResourceInfo, sub: Option<&str>, current: &Value, mut de
     }
     {
         let m = meta_mut(&mut desired);
-        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+            "name",
+        ] {
             match cm.get(f) {
                 Some(v) => {
                     m.insert(f.into(), v.clone());
@@ -1114,7 +1327,9 @@ fn strip_rv(obj: &Value) -> Value {
 fn scale_of(r: &ResourceInfo, obj: &Value) -> ApiResult<Value> {
     let m = meta(obj).cloned().unwrap_or_default();
     let selector = match &obj["spec"]["selector"] {
-        Value::Object(sel) if sel.contains_key("matchLabels") || sel.contains_key("matchExpressions") => {
+        Value::Object(sel)
+            if sel.contains_key("matchLabels") || sel.contains_key("matchExpressions") =>
+        {
             LabelSelector::from_label_selector_json(&obj["spec"]["selector"])
                 .map(|s| s.to_string())
                 .unwrap_or_default()
@@ -1145,14 +1360,18 @@ fn scale_of(r: &ResourceInfo, obj: &Value) -> ApiResult<Value> {
 fn apply_scale(r: &ResourceInfo, current: &Value, scale: &Value) -> ApiResult<Value> {
     let replicas = &scale["spec"]["replicas"];
     let Some(n) = replicas.as_i64() else {
-        return Err(ApiError::BadRequest("spec.replicas of a Scale must be an integer".into()));
+        return Err(ApiError::BadRequest(
+            "spec.replicas of a Scale must be an integer".into(),
+        ));
     };
     if n < 0 {
         return Err(ApiError::Invalid {
             kind: "Scale.autoscaling".into(),
             group: "autoscaling".into(),
             name: meta_str(current, "name").unwrap_or("").into(),
-            summary: format!("spec.replicas: Invalid value: {n}: must be greater than or equal to 0"),
+            summary: format!(
+                "spec.replicas: Invalid value: {n}: must be greater than or equal to 0"
+            ),
             causes: vec![Cause {
                 reason: "FieldValueInvalid".into(),
                 message: format!("Invalid value: {n}: must be greater than or equal to 0"),
@@ -1225,7 +1444,10 @@ fn parse_label_selector(q: &Query) -> ApiResult<Option<LabelSelector>> {
     }
 }
 
-pub(crate) fn parse_field_selector(r: &ResourceInfo, q: &Query) -> ApiResult<Option<FieldSelector>> {
+pub(crate) fn parse_field_selector(
+    r: &ResourceInfo,
+    q: &Query,
+) -> ApiResult<Option<FieldSelector>> {
     match q.field_selector.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => FieldSelector::parse(s)
             .and_then(|f| f.validate(r.group, r.kind).map(|_| f))
@@ -1248,7 +1470,9 @@ impl ContinueToken {
     }
 
     fn decode(token: &str) -> ApiResult<ContinueToken> {
-        let bad = || ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version skiff.continue/1)".into());
+        let bad = || {
+            ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version skiff.continue/1)".into())
+        };
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token.trim_end_matches('='))
             .map_err(|_| bad())?;
@@ -1282,7 +1506,9 @@ impl DeleteOptions {
                 o.grace_period_seconds = Some(g);
             }
             o.precondition_uid = v["preconditions"]["uid"].as_str().map(str::to_string);
-            o.precondition_rv = v["preconditions"]["resourceVersion"].as_str().map(str::to_string);
+            o.precondition_rv = v["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(str::to_string);
             if let Some(d) = v["dryRun"].as_array() {
                 o.dry_run |= d.iter().any(|x| x == "All");
             }
@@ -1297,7 +1523,13 @@ impl DeleteOptions {
         Ok(o)
     }
 
-    fn check_preconditions(&self, r: &ResourceInfo, name: &str, obj: &Value, mod_rev: i64) -> ApiResult<()> {
+    fn check_preconditions(
+        &self,
+        r: &ResourceInfo,
+        name: &str,
+        obj: &Value,
+        mod_rev: i64,
+    ) -> ApiResult<()> {
         if let Some(uid) = &self.precondition_uid {
             let have = meta_str(obj, "uid").unwrap_or("");
             if uid != have {

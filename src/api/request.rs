@@ -30,7 +30,11 @@ pub enum Route {
 /// Split a path into a route. Unknown groups, versions or resources give `NoRoute`
 /// (kube answers 404 with a plain Status).
 pub fn route(path: &str) -> ApiResult<Route> {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match parts.as_slice() {
         ["api"] => return Ok(Route::CoreVersions),
         ["apis"] => return Ok(Route::Groups),
@@ -174,7 +178,10 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.raw.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.raw
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -234,7 +241,8 @@ mod tests {
 
     #[test]
     fn routes_namespaced_and_cluster_paths() {
-        let Route::Resource(p) = route("/api/v1/namespaces/default/pods/web/status").unwrap() else {
+        let Route::Resource(p) = route("/api/v1/namespaces/default/pods/web/status").unwrap()
+        else {
             panic!("not a resource")
         };
         assert_eq!(p.resource.plural, "pods");
@@ -257,7 +265,10 @@ mod tests {
             panic!("not a resource")
         };
         assert!(p.namespace.is_none() && p.name.is_none());
-        assert!(matches!(route("/apis/apps/v1/nothings"), Err(ApiError::NoRoute)));
+        assert!(matches!(
+            route("/apis/apps/v1/nothings"),
+            Err(ApiError::NoRoute)
+        ));
         assert!(matches!(route("/apis/apps/v9"), Err(ApiError::NoRoute)));
     }
 

@@ -91,7 +91,8 @@ impl Encoder {
         } else {
             obj.clone()
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -119,10 +120,9 @@ impl ApiServer {
     ) -> ApiResult<Response<Body>> {
         let r = p.resource;
         let label = match q.label_selector.as_deref().filter(|s| !s.is_empty()) {
-            Some(s) => Some(
-                LabelSelector::parse(s)
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-            ),
+            Some(s) => {
+                Some(LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?)
+            }
             None => None,
         };
         let field = super::objects::parse_field_selector(r, q)?;
@@ -160,11 +160,15 @@ impl ApiServer {
                 }
                 let (items, rev) = server.cache.list(&filter.prefix, None);
                 let Some((replay, live)) = server.cache.subscribe(rev) else {
-                    let _ = tx.send(enc.line("ERROR", &expired(rev, server.cache.window_start()))).await;
+                    let _ = tx
+                        .send(enc.line("ERROR", &expired(rev, server.cache.window_start())))
+                        .await;
                     return;
                 };
                 for (key, obj) in items {
-                    if filter.matches(&key, &obj.object) && tx.send(enc.line("ADDED", &obj.object)).await.is_err() {
+                    if filter.matches(&key, &obj.object)
+                        && tx.send(enc.line("ADDED", &obj.object)).await.is_err()
+                    {
                         return;
                     }
                 }
@@ -240,8 +244,10 @@ impl ApiServer {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
         Ok(resp)
     }
 }
@@ -258,12 +264,19 @@ async fn store_watch(
 ) {
     let mut stream = match server.store.watch(&filter.prefix, from) {
         Ok(s) => s,
-        Err(crate::store::StoreError::Expired { requested, compacted }) => {
-            let _ = tx.send(enc.line("ERROR", &expired(requested, compacted))).await;
+        Err(crate::store::StoreError::Expired {
+            requested,
+            compacted,
+        }) => {
+            let _ = tx
+                .send(enc.line("ERROR", &expired(requested, compacted)))
+                .await;
             return;
         }
         Err(e) => {
-            let _ = tx.send(enc.line("ERROR", &ApiError::Internal(e.to_string()).to_status())).await;
+            let _ = tx
+                .send(enc.line("ERROR", &ApiError::Internal(e.to_string()).to_status()))
+                .await;
             return;
         }
     };
@@ -299,10 +312,7 @@ async fn store_watch(
 /// What one cache event means for one watcher.
 fn event_line(filter: &Filter, enc: &mut Encoder, ev: &CacheEvent) -> Option<Bytes> {
     let now = filter.matches(&ev.key, &ev.object);
-    let before = ev
-        .prev
-        .as_ref()
-        .is_some_and(|p| filter.matches(&ev.key, p));
+    let before = ev.prev.as_ref().is_some_and(|p| filter.matches(&ev.key, p));
     let kind = match ev.kind {
         CacheEventKind::Deleted => now.then_some("DELETED")?,
         CacheEventKind::Added => now.then_some("ADDED")?,

@@ -23,11 +23,16 @@ pub fn merge_config_file(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigErr
     if argv.get(1).and_then(|a| a.to_str()) != Some("server") {
         return Ok(argv);
     }
-    let explicit = find_config_flag(&argv).or_else(|| std::env::var_os("SKIFF_CONFIG_FILE").map(PathBuf::from));
-    let path = explicit.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let explicit = find_config_flag(&argv)
+        .or_else(|| std::env::var_os("SKIFF_CONFIG_FILE").map(PathBuf::from));
+    let path = explicit
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => return Ok(argv),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+            return Ok(argv)
+        }
         Err(source) => return Err(ConfigError::Read { path, source }),
     };
     let from_file = config_args(&path, &text)?;
@@ -61,7 +66,11 @@ pub fn config_args(path: &Path, text: &str) -> Result<Vec<OsString>, ConfigError
     let map = match doc {
         serde_yaml::Value::Null => return Ok(Vec::new()),
         serde_yaml::Value::Mapping(m) => m,
-        _ => return Err(bad("the top level must be a mapping of flag names to values".into())),
+        _ => {
+            return Err(bad(
+                "the top level must be a mapping of flag names to values".into(),
+            ))
+        }
     };
     let mut out = Vec::new();
     for (k, v) in map {
@@ -109,7 +118,12 @@ mod tests {
         let args: Vec<String> = args.into_iter().map(|a| a.into_string().unwrap()).collect();
         assert_eq!(
             args,
-            vec!["--data-dir=/tmp/x", "--disable-agent", "--https-listen-port=7443", "--write-kubeconfig-mode=0644"]
+            vec![
+                "--data-dir=/tmp/x",
+                "--disable-agent",
+                "--https-listen-port=7443",
+                "--write-kubeconfig-mode=0644"
+            ]
         );
     }
 

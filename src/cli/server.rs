@@ -212,7 +212,9 @@ async fn bootstrap(api: &Arc<ApiServer>) -> Result<(), ServerError> {
             .method("POST")
             .uri("/api/v1/namespaces")
             .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))
             .map_err(|e| ServerError::Bootstrap {
                 name: name.into(),
                 message: e.to_string(),
@@ -269,7 +271,10 @@ mod tests {
 
     #[test]
     fn first_service_ip_is_dot_one() {
-        assert_eq!(first_service_ip("10.43.0.0/16").unwrap().to_string(), "10.43.0.1");
+        assert_eq!(
+            first_service_ip("10.43.0.0/16").unwrap().to_string(),
+            "10.43.0.1"
+        );
         assert!(first_service_ip("nonsense").is_err());
     }
 }

@@ -238,7 +238,12 @@ mod tests {
 
     #[test]
     fn qualified_names_match_kubectl_messages() {
-        assert_eq!(find("apps", "v1", "deployments").unwrap().qualified_plural(), "deployments.apps");
+        assert_eq!(
+            find("apps", "v1", "deployments")
+                .unwrap()
+                .qualified_plural(),
+            "deployments.apps"
+        );
         assert_eq!(find("", "v1", "pods").unwrap().qualified_plural(), "pods");
         assert_eq!(find("", "v1", "pods").unwrap().api_version(), "v1");
     }

@@ -63,7 +63,12 @@ macro_rules! dispatch {
 
 /// Round-trip `input` through the type of group/version/kind. `None` when skiff has no
 /// type for the kind.
-pub fn roundtrip(group: &str, version: &str, kind: &str, input: Value) -> Option<Result<Typed, String>> {
+pub fn roundtrip(
+    group: &str,
+    version: &str,
+    kind: &str,
+    input: Value,
+) -> Option<Result<Typed, String>> {
     dispatch!(group, version, kind, input, {
         ("", "v1", "Namespace") => api::core::v1::Namespace,
         ("", "v1", "Pod") => api::core::v1::Pod,
@@ -125,10 +130,15 @@ mod tests {
                      "template": {"metadata": {"labels": {"app": "web"}},
                                   "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolice": "x"}]}}}
         });
-        let t = roundtrip("apps", "v1", "Deployment", input).unwrap().unwrap();
+        let t = roundtrip("apps", "v1", "Deployment", input)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             t.unknown_fields,
-            vec!["spec.bogus", "spec.template.spec.containers[0].imagePullPolice"]
+            vec![
+                "spec.bogus",
+                "spec.template.spec.containers[0].imagePullPolice"
+            ]
         );
         assert!(t.value["spec"].get("bogus").is_none());
     }

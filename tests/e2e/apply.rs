@@ -31,9 +31,17 @@ fn apply_reapply_and_configure() {
     let s = Server::start();
     let f = s.write("deploy.yaml", DEPLOYMENT);
     let f = f.to_str().unwrap();
-    assert_eq!(s.ok(&["apply", "-f", f]).trim(), "deployment.apps/web created");
-    assert_eq!(s.ok(&["apply", "-f", f]).trim(), "deployment.apps/web unchanged");
-    let changed = DEPLOYMENT.replace("nginx:1.27", "nginx:1.28").replace("replicas: 2", "replicas: 3");
+    assert_eq!(
+        s.ok(&["apply", "-f", f]).trim(),
+        "deployment.apps/web created"
+    );
+    assert_eq!(
+        s.ok(&["apply", "-f", f]).trim(),
+        "deployment.apps/web unchanged"
+    );
+    let changed = DEPLOYMENT
+        .replace("nginx:1.27", "nginx:1.28")
+        .replace("replicas: 2", "replicas: 3");
     let f2 = s.write("deploy2.yaml", &changed);
     assert_eq!(
         s.ok(&["apply", "-f", f2.to_str().unwrap()]).trim(),
@@ -42,7 +50,13 @@ fn apply_reapply_and_configure() {
     let img = s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.replicas} {.metadata.generation}"]);
     assert_eq!(img, "nginx:1.28 3 2");
     // Defaults are filled in, as kube-apiserver does.
-    let strategy = s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.strategy.type} {.spec.template.spec.containers[0].imagePullPolicy}"]);
+    let strategy = s.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.strategy.type} {.spec.template.spec.containers[0].imagePullPolicy}",
+    ]);
     assert_eq!(strategy, "RollingUpdate IfNotPresent");
 }
 
@@ -55,7 +69,14 @@ fn server_side_apply_tracks_managers_and_conflicts() {
         s.ok(&["apply", "--server-side", "-f", f]).trim(),
         "deployment.apps/web serverside-applied"
     );
-    let managers = s.ok(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    let managers = s.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
     assert!(managers.contains("kubectl"), "managers: {managers}");
     // Another manager changes replicas; a re-apply by kubectl now conflicts.
     s.ok(&["scale", "deploy", "web", "--replicas=5"]);
@@ -64,14 +85,26 @@ fn server_side_apply_tracks_managers_and_conflicts() {
     let err = s.fails(&["apply", "--server-side", "-f", f2.to_str().unwrap()]);
     assert!(err.contains("conflict"), "stderr: {err}");
     assert!(err.contains(".spec.replicas"), "stderr: {err}");
-    s.ok(&["apply", "--server-side", "--force-conflicts", "-f", f2.to_str().unwrap()]);
-    assert_eq!(s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "4");
+    s.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        f2.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "4"
+    );
 }
 
 #[test]
 fn diff_and_server_dry_run_change_nothing() {
     let s = Server::start();
-    let f = s.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\ndata:\n  a: \"1\"\n");
+    let f = s.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\ndata:\n  a: \"1\"\n",
+    );
     let f = f.to_str().unwrap();
     assert_eq!(
         s.ok(&["apply", "--dry-run=server", "-f", f]).trim(),
@@ -79,36 +112,79 @@ fn diff_and_server_dry_run_change_nothing() {
     );
     s.fails(&["get", "configmap", "demo"]);
     s.ok(&["apply", "-f", f]);
-    let f2 = s.write("cm2.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\ndata:\n  a: \"2\"\n");
+    let f2 = s.write(
+        "cm2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\ndata:\n  a: \"2\"\n",
+    );
     let out = s.kubectl(&["diff", "-f", f2.to_str().unwrap()]);
     // kubectl diff exits 1 when there are differences.
-    assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let diff = String::from_utf8_lossy(&out.stdout);
-    assert!(diff.contains("-  a: \"1\"") && diff.contains("+  a: \"2\""), "diff: {diff}");
-    assert_eq!(s.ok(&["get", "cm", "demo", "-o", "jsonpath={.data.a}"]), "1");
+    assert!(
+        diff.contains("-  a: \"1\"") && diff.contains("+  a: \"2\""),
+        "diff: {diff}"
+    );
+    assert_eq!(
+        s.ok(&["get", "cm", "demo", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
 }
 
 #[test]
 fn create_replace_and_explain() {
     let s = Server::start();
-    let f = s.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\ndata:\n  k: v\n");
-    assert_eq!(s.ok(&["create", "-f", f.to_str().unwrap()]).trim(), "configmap/c1 created");
-    let f2 = s.write("cm2.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\ndata:\n  k: w\n");
-    assert_eq!(s.ok(&["replace", "-f", f2.to_str().unwrap()]).trim(), "configmap/c1 replaced");
+    let f = s.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\ndata:\n  k: v\n",
+    );
+    assert_eq!(
+        s.ok(&["create", "-f", f.to_str().unwrap()]).trim(),
+        "configmap/c1 created"
+    );
+    let f2 = s.write(
+        "cm2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\ndata:\n  k: w\n",
+    );
+    assert_eq!(
+        s.ok(&["replace", "-f", f2.to_str().unwrap()]).trim(),
+        "configmap/c1 replaced"
+    );
     assert_eq!(s.ok(&["get", "cm", "c1", "-o", "jsonpath={.data.k}"]), "w");
 
     let explain = s.ok(&["explain", "deployment.spec.replicas"]);
-    assert!(explain.contains("KIND:") && explain.contains("Deployment"), "{explain}");
-    assert!(explain.contains("replicas") && explain.contains("<integer>"), "{explain}");
+    assert!(
+        explain.contains("KIND:") && explain.contains("Deployment"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("replicas") && explain.contains("<integer>"),
+        "{explain}"
+    );
     let explain = s.ok(&["explain", "pods.spec.containers"]);
-    assert!(explain.contains("image") && explain.contains("<string>"), "{explain}");
+    assert!(
+        explain.contains("image") && explain.contains("<string>"),
+        "{explain}"
+    );
 }
 
 #[test]
 fn create_generators_send_protobuf() {
     let s = Server::start();
     assert_eq!(
-        s.ok(&["create", "deployment", "web", "--image=nginx:1.27", "--replicas=3", "--port=80"]).trim(),
+        s.ok(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=3",
+            "--port=80"
+        ])
+        .trim(),
         "deployment.apps/web created"
     );
     assert_eq!(
@@ -116,15 +192,38 @@ fn create_generators_send_protobuf() {
         "3 nginx:1.27 80"
     );
     assert_eq!(
-        s.ok(&["create", "secret", "generic", "s", "--from-literal=password=hunter2"]).trim(),
+        s.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=password=hunter2"
+        ])
+        .trim(),
         "secret/s created"
     );
-    assert_eq!(s.ok(&["get", "secret", "s", "-o", "jsonpath={.data.password}"]), "aHVudGVyMg==");
     assert_eq!(
-        s.ok(&["create", "configmap", "c", "--from-literal=a=1", "--from-literal=b=two"]).trim(),
+        s.ok(&["get", "secret", "s", "-o", "jsonpath={.data.password}"]),
+        "aHVudGVyMg=="
+    );
+    assert_eq!(
+        s.ok(&[
+            "create",
+            "configmap",
+            "c",
+            "--from-literal=a=1",
+            "--from-literal=b=two"
+        ])
+        .trim(),
         "configmap/c created"
     );
     assert_eq!(s.ok(&["get", "cm", "c", "-o", "jsonpath={.data.b}"]), "two");
-    assert_eq!(s.ok(&["create", "namespace", "team-a"]).trim(), "namespace/team-a created");
-    assert_eq!(s.ok(&["get", "ns", "team-a", "-o", "jsonpath={.status.phase}"]), "Active");
+    assert_eq!(
+        s.ok(&["create", "namespace", "team-a"]).trim(),
+        "namespace/team-a created"
+    );
+    assert_eq!(
+        s.ok(&["get", "ns", "team-a", "-o", "jsonpath={.status.phase}"]),
+        "Active"
+    );
 }

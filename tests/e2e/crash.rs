@@ -12,7 +12,10 @@ fn acknowledged_creates_survive_sigkill() {
     let mut s = Server::start();
     let list = s.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps"]);
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
-    let rv0 = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv0 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop_at = Instant::now() + Duration::from_millis(1500);
@@ -36,16 +39,33 @@ fn acknowledged_creates_survive_sigkill() {
         std::thread::sleep(stop_at.saturating_duration_since(Instant::now()));
         // Kill while the workers are still writing.
         let pid = s_ref.pid();
-        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
     });
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 20, "the burst acknowledged only {} creates", acked.len());
+    assert!(
+        acked.len() > 20,
+        "the burst acknowledged only {} creates",
+        acked.len()
+    );
 
     s.restart();
     let names = s.ok(&["get", "cm", "-o", "name"]);
-    let present: std::collections::HashSet<&str> = names.lines().filter_map(|l| l.strip_prefix("configmap/")).collect();
-    let missing: Vec<&String> = acked.iter().filter(|n| !present.contains(n.as_str())).collect();
-    assert!(missing.is_empty(), "{} acknowledged creates lost after SIGKILL: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    let present: std::collections::HashSet<&str> = names
+        .lines()
+        .filter_map(|l| l.strip_prefix("configmap/"))
+        .collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|n| !present.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged creates lost after SIGKILL: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
 
     // Resume a watch from before the burst.
     let out = s.ok(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv0}&timeoutSeconds=3")]);
@@ -55,7 +75,12 @@ fn acknowledged_creates_survive_sigkill() {
         let ev: serde_json::Value = serde_json::from_str(line).unwrap();
         match ev["type"].as_str() {
             Some("ADDED") => {
-                replayed.insert(ev["object"]["metadata"]["name"].as_str().unwrap_or("").to_string());
+                replayed.insert(
+                    ev["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                );
             }
             Some("ERROR") => {
                 assert_eq!(ev["object"]["code"], 410, "{ev}");
@@ -66,6 +91,10 @@ fn acknowledged_creates_survive_sigkill() {
     }
     if !expired {
         let not_replayed: Vec<&String> = acked.iter().filter(|n| !replayed.contains(*n)).collect();
-        assert!(not_replayed.is_empty(), "watch from {rv0} missed {} acknowledged creates", not_replayed.len());
+        assert!(
+            not_replayed.is_empty(),
+            "watch from {rv0} missed {} acknowledged creates",
+            not_replayed.len()
+        );
     }
 }

@@ -215,7 +215,11 @@ impl Server {
     fn credential_files(&self) -> (PathBuf, PathBuf, PathBuf) {
         use base64::Engine;
         let dir = self.path();
-        let files = (dir.join("ca.crt"), dir.join("admin.crt"), dir.join("admin.key"));
+        let files = (
+            dir.join("ca.crt"),
+            dir.join("admin.crt"),
+            dir.join("admin.key"),
+        );
         if files.2.exists() {
             return files;
         }
@@ -229,30 +233,56 @@ impl Server {
         };
         let user = &kc["users"][0]["user"];
         for (path, value) in [
-            (&files.0, &kc["clusters"][0]["cluster"]["certificate-authority-data"]),
+            (
+                &files.0,
+                &kc["clusters"][0]["cluster"]["certificate-authority-data"],
+            ),
             (&files.1, &user["client-certificate-data"]),
             (&files.2, &user["client-key-data"]),
         ] {
-            let tmp = path.with_extension(format!("tmp{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+            let tmp = path.with_extension(
+                format!("tmp{:?}", std::thread::current().id()).replace(['(', ')'], ""),
+            );
             std::fs::write(&tmp, b64(value)).expect("write credential");
             std::fs::rename(&tmp, path).expect("rename credential");
         }
         files
     }
 
-    /// A raw HTTPS request with the admin certificate (for bodies kubectl would never
+    /// A raw HTTPS/1.1 request with the admin certificate (for bodies kubectl would never
     /// send). Returns the status code and the JSON body (Null if not JSON).
-    pub fn curl(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
         use std::io::Write;
         let (ca, cert, key) = self.credential_files();
         let mut child = Command::new("curl")
-            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .args([
+                "-sS",
+                "--http1.1",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
             .arg(ca)
             .arg("--cert")
             .arg(cert)
             .arg("--key")
             .arg(key)
-            .args(["-X", method, "-H", &format!("Content-Type: {content_type}"), "--data-binary", "@-"])
+            .args([
+                "-X",
+                method,
+                "-H",
+                &format!("Content-Type: {content_type}"),
+                "--data-binary",
+                "@-",
+            ])
             .arg(self.url(path))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

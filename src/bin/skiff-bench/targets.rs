@@ -62,7 +62,11 @@ impl Skiff {
 
     /// Polls `/readyz` over TLS (every 2 ms) until it answers 200; returns the time from
     /// spawning the process and the connection settings for the benchmark clients.
-    pub async fn wait_ready(&mut self, proto: Proto, timeout: Duration) -> Result<(Duration, Target)> {
+    pub async fn wait_ready(
+        &mut self,
+        proto: Proto,
+        timeout: Duration,
+    ) -> Result<(Duration, Target)> {
         let deadline = Instant::now() + timeout;
         let mut target = None;
         loop {
@@ -100,11 +104,29 @@ impl Skiff {
 
     /// The server's own `ready_ms` from its "ready" log line, if logged.
     pub fn logged_ready_ms(&self) -> Option<u64> {
-        let log = std::fs::read_to_string(&self.proc.log).ok()?;
+        let log = strip_ansi(&std::fs::read_to_string(&self.proc.log).ok()?);
         let rest = log.split("ready_ms=").nth(1)?;
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
         digits.parse().ok()
     }
+}
+
+/// `text` without ANSI escape sequences (`ESC [ ... letter`), which the server's log has.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// An `etcd` process on loopback (random client and peer ports, temp data dir, default
