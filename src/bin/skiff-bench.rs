@@ -110,10 +110,10 @@ struct Opts {
           default_values_t = [System::Store, System::Etcd, System::Api])]
     systems: Vec<System>,
     /// Operations per run (each repetition of each level of each system).
-    #[arg(long, global = true, default_value_t = 2000)]
+    #[arg(long, global = true, default_value_t = 5000)]
     ops: u64,
     /// Repetitions per level (the table shows the median run's rate).
-    #[arg(long, global = true, default_value_t = 3)]
+    #[arg(long, global = true, default_value_t = 5)]
     repeat: usize,
     /// Value size in bytes (store and etcd values; the ConfigMap's data value).
     #[arg(long, global = true, default_value_t = 1024)]

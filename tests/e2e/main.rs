@@ -7,3 +7,4 @@ mod crash;
 mod errors;
 mod get;
 mod mutate;
+mod server;
