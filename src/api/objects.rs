@@ -581,6 +581,11 @@ impl ApiServer {
             ));
         }
         reset_status_on_create(r, &mut obj);
+        if r.kind == "Pod" {
+            // Admission (DefaultTolerationSeconds): pods tolerate a not-ready or
+            // unreachable node for 300 s before eviction.
+            defaults::default_tolerations(&mut obj);
+        }
         let mut obj = canonicalize(r, obj, None, mode, &duplicates, &mut warnings)?;
         let manager = field_manager(q, user, "create")?;
         obj = patch::record_update(

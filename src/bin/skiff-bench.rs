@@ -238,6 +238,8 @@ struct Cell {
     /// Store alone: successful writes and group commits (flushes) over the runs.
     writes: u64,
     commits: u64,
+    /// etcd and API: CPU time the server process used during the runs.
+    server_cpu: Duration,
 }
 
 impl Cell {
@@ -265,6 +267,15 @@ impl Cell {
             .iter()
             .flat_map(|r| r.latencies.iter().copied())
             .collect()
+    }
+
+    /// Server CPU per operation, in microseconds.
+    fn cpu_per_op(&self) -> String {
+        let ops: u64 = self.runs.iter().map(|r| r.ops).sum();
+        if ops == 0 || self.server_cpu.is_zero() {
+            return "–".into();
+        }
+        format!("{:.0} µs", self.server_cpu.as_secs_f64() * 1e6 / ops as f64)
     }
 
     fn p(&self, p: f64) -> String {
@@ -344,7 +355,9 @@ async fn creates(opts: &Opts, skiff_bin: &Path) -> Result<String> {
                         .await?,
                     );
                 }
+                let cpu = proc::cpu_time(etcd.pid())?;
                 let run = load::run(workers, opts.ops, opts.timeout()).await?;
+                row[1].server_cpu += proc::cpu_time(etcd.pid())?.saturating_sub(cpu);
                 progress("etcd", clients, rep, &run);
                 row[1].runs.push(run);
             }
@@ -357,7 +370,9 @@ async fn creates(opts: &Opts, skiff_bin: &Path) -> Result<String> {
                             .await?,
                     );
                 }
+                let cpu = proc::cpu_time(s.proc.pid())?;
                 let run = load::run(workers, opts.ops, opts.timeout()).await?;
+                row[2].server_cpu += proc::cpu_time(s.proc.pid())?.saturating_sub(cpu);
                 progress("api", clients, rep, &run);
                 row[2].runs.push(run);
             }
@@ -405,22 +420,28 @@ async fn creates(opts: &Opts, skiff_bin: &Path) -> Result<String> {
             ratio(&row[2], &row[1]),
         );
     }
-    let _ = writeln!(out, "\nLatency per create (all runs of the cell pooled):\n");
     let _ = writeln!(
         out,
-        "| clients | store p50 | store p99 | etcd p50 | etcd p99 | API p50 | API p99 |"
+        "\nLatency per create (all runs of the cell pooled), and the server process's CPU \
+         time (user + system) per create:\n"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| clients | store p50 | store p99 | etcd p50 | etcd p99 | API p50 | API p99 | etcd CPU/op | skiff CPU/op |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (clients, row) in opts.clients.iter().zip(&cells) {
         let _ = writeln!(
             out,
-            "| {clients} | {} | {} | {} | {} | {} | {} |",
+            "| {clients} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row[0].p(50.0),
             row[0].p(99.0),
             row[1].p(50.0),
             row[1].p(99.0),
             row[2].p(50.0),
             row[2].p(99.0),
+            row[1].cpu_per_op(),
+            row[2].cpu_per_op(),
         );
     }
     Ok(out)

@@ -149,6 +149,30 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Result<u64> {
         .ok_or_else(|| err(format!("no {field} in {path}")))
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| err(format!("reading {path}: {e}")))?;
+    // Fields after the parenthesised command name (which may contain spaces): state is
+    // field 3, utime and stime are fields 14 and 15.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| err(format!("{path}: unexpected format")))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| err(format!("{path}: unexpected format")))
+    };
+    let total = ticks(11)? + ticks(12)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
+    Ok(Duration::from_secs_f64(total as f64 / hz as f64))
+}
+
 /// The 1-minute load average.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -184,6 +184,10 @@ impl Etcd {
     pub fn stop(&mut self) {
         self.proc.stop();
     }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
 }
 
 /// A ~1 KiB value of printable pseudo-random bytes (nothing on the path compresses it).
