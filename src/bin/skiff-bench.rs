@@ -547,6 +547,9 @@ async fn list(opts: &Opts, skiff_bin: &Path) -> Result<String> {
         ));
     }
     server.proc.check_running()?;
+    let pid = server.proc.pid();
+    let rss_mib = proc::proc_status_kb(pid, "VmRSS")? as f64 / 1024.0 / 1024.0;
+    let hwm_mib = proc::proc_status_kb(pid, "VmHWM")? as f64 / 1024.0 / 1024.0;
     drop(conn);
     drop(server);
 
@@ -575,6 +578,11 @@ async fn list(opts: &Opts, skiff_bin: &Path) -> Result<String> {
     for r in rows {
         let _ = writeln!(out, "{r}");
     }
+    let _ = writeln!(
+        out,
+        "\nServer memory after the fill and the lists: VmRSS {rss_mib:.1} MiB, peak (VmHWM) \
+         {hwm_mib:.1} MiB."
+    );
     Ok(out)
 }
 
