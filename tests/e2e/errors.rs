@@ -123,6 +123,15 @@ fn bad_input_is_refused_and_nothing_is_stored() {
         b"",
     );
     assert_eq!(code, 404, "{status}");
+    // kubectl (HTTP/2, protobuf body) gets the 413 message too.
+    let big = s.write("big.txt", &"x".repeat(4 * 1024 * 1024));
+    let e = s.fails(&[
+        "create",
+        "configmap",
+        "big",
+        &format!("--from-file=big={}", big.display()),
+    ]);
+    assert!(e.contains("larger than the limit"), "{e}");
     // Still serving, and nothing was stored.
     let names = s.ok(&["get", "cm", "-o", "name"]);
     assert!(
