@@ -15,6 +15,7 @@ pub mod selector;
 pub mod server;
 pub mod status;
 pub mod table;
+pub mod versions;
 pub mod watch;
 
 use std::sync::Arc;
@@ -194,6 +195,9 @@ impl ApiServer {
         user: &UserInfo,
     ) -> ApiResult<Response<Body>> {
         let r = p.resource;
+        if crate::registry::convert::needs_conversion(r) {
+            return self.converted(p, method, q, accept, ct, bytes, user).await;
+        }
         let sub = p.subresource.as_deref();
         let not_allowed = || {
             ApiError::MethodNotAllowed(format!(

@@ -21,6 +21,7 @@ use super::request::{Accept, Query, ResourcePath};
 use super::selector::LabelSelector;
 use super::status::{ApiError, ApiResult};
 use super::{table, ApiServer};
+use crate::registry::convert;
 use crate::registry::fields::FieldSelector;
 use crate::registry::resources::ResourceInfo;
 
@@ -66,6 +67,8 @@ impl Filter {
 
 struct Encoder {
     resource: &'static ResourceInfo,
+    /// The version the client asked for (objects are converted to it when it differs).
+    served: &'static ResourceInfo,
     table: bool,
     include_object: Option<String>,
     sent_columns: bool,
@@ -88,6 +91,8 @@ impl Encoder {
             );
             self.sent_columns = true;
             t
+        } else if kind != "BOOKMARK" && kind != "ERROR" && convert::needs_conversion(self.served) {
+            convert::from_storage(self.served, obj)
         } else {
             obj.clone()
         };
@@ -102,7 +107,7 @@ impl Encoder {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": meta});
+        let obj = json!({"kind": self.served.kind, "apiVersion": self.served.api_version(), "metadata": meta});
         self.line("BOOKMARK", &obj)
     }
 }
@@ -115,6 +120,17 @@ impl ApiServer {
     pub(crate) async fn watch(
         self: &Arc<Self>,
         p: &ResourcePath,
+        q: &Query,
+        accept: Accept,
+    ) -> ApiResult<Response<Body>> {
+        self.watch_as(p, p.resource, q, accept).await
+    }
+
+    /// Watch `p` (a stored version) and send objects as `served`.
+    pub(crate) async fn watch_as(
+        self: &Arc<Self>,
+        p: &ResourcePath,
+        served: &'static ResourceInfo,
         q: &Query,
         accept: Accept,
     ) -> ApiResult<Response<Body>> {
@@ -135,6 +151,7 @@ impl ApiServer {
         };
         let mut enc = Encoder {
             resource: r,
+            served,
             table: accept == Accept::Table,
             include_object: q.include_object.clone(),
             sent_columns: false,

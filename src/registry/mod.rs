@@ -2,6 +2,7 @@
 //! `k8s-openapi`, defaulting, validation, Table columns and field selectors. Nothing
 //! here does I/O; the API server calls it.
 
+pub mod convert;
 pub mod defaults;
 pub mod fields;
 pub mod resources;

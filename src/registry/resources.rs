@@ -167,6 +167,20 @@ pub static RESOURCES: &[ResourceInfo] = &[
     // autoscaling
     res!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, short: &["hpa"], cat: ALL, verbs: RW,
          sub: &[status("autoscaling", "v2", "HorizontalPodAutoscaler")]),
+    ResourceInfo {
+        group: "autoscaling",
+        version: "v1",
+        kind: "HorizontalPodAutoscaler",
+        plural: "horizontalpodautoscalers",
+        singular: "horizontalpodautoscaler",
+        namespaced: true,
+        short_names: &["hpa"],
+        categories: ALL,
+        verbs: RW,
+        subresources: &[status("autoscaling", "v1", "HorizontalPodAutoscaler")],
+        // Stored as autoscaling/v2, like kube-apiserver; see registry::convert.
+        storage_version: "v2",
+    },
     // policy/v1
     res!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, short: &["pdb"], cat: NONE, verbs: RW,
          sub: &[status("policy", "v1", "PodDisruptionBudget")]),

@@ -227,3 +227,60 @@ fn create_generators_send_protobuf() {
         "Active"
     );
 }
+
+#[test]
+fn autoscale_v1_and_v2_show_the_same_object() {
+    let s = Server::start();
+    s.ok(&["create", "deployment", "web", "--image=nginx:1.27"]);
+    // kubectl autoscale speaks autoscaling/v1; skiff stores v2.
+    assert_eq!(
+        s.ok(&[
+            "autoscale",
+            "deployment",
+            "web",
+            "--max=5",
+            "--cpu-percent=60"
+        ])
+        .trim(),
+        "horizontalpodautoscaler.autoscaling/web autoscaled"
+    );
+    let v1 = s.ok(&[
+        "get",
+        "--raw",
+        "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/web",
+    ]);
+    let v1: serde_json::Value = serde_json::from_str(&v1).unwrap();
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 60);
+    let v2 = s.ok(&["get", "hpa.v2.autoscaling", "web", "-o", "json"]);
+    let v2: serde_json::Value = serde_json::from_str(&v2).unwrap();
+    assert_eq!(v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        60
+    );
+    assert_eq!(v2["spec"]["maxReplicas"], 5);
+    // A v1 merge patch lands in the v2 object (kubectl patch prefers v2, so send it raw).
+    let (code, patched) = s.curl(
+        "PATCH",
+        "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/web",
+        "application/merge-patch+json",
+        br#"{"spec":{"targetCPUUtilizationPercentage":75}}"#,
+    );
+    assert_eq!(code, 200, "{patched}");
+    assert_eq!(patched["apiVersion"], "autoscaling/v1");
+    assert_eq!(patched["spec"]["targetCPUUtilizationPercentage"], 75);
+    let u = s.ok(&[
+        "get",
+        "hpa.v2.autoscaling",
+        "web",
+        "-o",
+        "jsonpath={.spec.metrics[0].resource.target.averageUtilization}",
+    ]);
+    assert_eq!(u, "75");
+    let row = s.ok(&["get", "hpa", "web", "--no-headers"]);
+    assert!(
+        row.starts_with("web") && row.contains("Deployment/web"),
+        "{row}"
+    );
+}
