@@ -42,6 +42,24 @@ fn copy_fields(from: &Value, to: &mut Map<String, Value>, fields: &[&str]) {
     }
 }
 
+/// Status fields both HPA versions spell the same way.
+const HPA_STATUS_COMMON: &[&str] = &[
+    "observedGeneration",
+    "lastScaleTime",
+    "currentReplicas",
+    "desiredReplicas",
+];
+
+/// An HPA of `api_version` with the metadata of `from` and the given spec.
+fn hpa(api_version: &str, from: &Value, spec: Map<String, Value>) -> Value {
+    json!({
+        "kind": "HorizontalPodAutoscaler",
+        "apiVersion": api_version,
+        "metadata": from.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "spec": spec,
+    })
+}
+
 fn hpa_v2_to_v1(v2: &Value) -> Value {
     let mut spec = Map::new();
     copy_fields(
@@ -56,24 +74,10 @@ fn hpa_v2_to_v1(v2: &Value) -> Value {
     {
         spec.insert("targetCPUUtilizationPercentage".into(), json!(u));
     }
-    let mut out = json!({
-        "kind": "HorizontalPodAutoscaler",
-        "apiVersion": "autoscaling/v1",
-        "metadata": v2.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        "spec": spec,
-    });
+    let mut out = hpa("autoscaling/v1", v2, spec);
     if let Some(st) = v2.get("status").filter(|s| s.is_object()) {
         let mut status = Map::new();
-        copy_fields(
-            st,
-            &mut status,
-            &[
-                "observedGeneration",
-                "lastScaleTime",
-                "currentReplicas",
-                "desiredReplicas",
-            ],
-        );
+        copy_fields(st, &mut status, HPA_STATUS_COMMON);
         if let Some(u) = st["currentMetrics"].as_array().and_then(|ms| {
             ms.iter()
                 .find(|m| m["type"] == "Resource" && m["resource"]["name"] == "cpu")
@@ -116,24 +120,10 @@ fn hpa_v1_to_v2(v1: &Value, current: Option<&Value>) -> Value {
     if let Some(b) = current.and_then(|c| c["spec"].get("behavior")) {
         spec.insert("behavior".into(), b.clone());
     }
-    let mut out = json!({
-        "kind": "HorizontalPodAutoscaler",
-        "apiVersion": "autoscaling/v2",
-        "metadata": v1.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        "spec": spec,
-    });
+    let mut out = hpa("autoscaling/v2", v1, spec);
     if let Some(st) = v1.get("status").filter(|s| s.is_object()) {
         let mut status = Map::new();
-        copy_fields(
-            st,
-            &mut status,
-            &[
-                "observedGeneration",
-                "lastScaleTime",
-                "currentReplicas",
-                "desiredReplicas",
-            ],
-        );
+        copy_fields(st, &mut status, HPA_STATUS_COMMON);
         if let Some(u) = st["currentCPUUtilizationPercentage"].as_i64() {
             status.insert(
                 "currentMetrics".into(),
