@@ -4,6 +4,7 @@
 //! `store`, with `pki` beside them. See `docs/architecture.md`.
 
 pub mod api;
+pub mod apimachinery;
 pub mod cli;
 pub mod pki;
 pub mod registry;

@@ -25,7 +25,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::validation::parse_quantity;
+use crate::apimachinery::quantity::parse_quantity;
 
 /// Fill in kube-apiserver's defaults for an object of `group`/`kind` (group `""` for
 /// the core group). Unknown kinds and non-object values are left untouched.
