@@ -7,6 +7,7 @@ pub mod api;
 pub mod apimachinery;
 pub mod cli;
 pub mod client;
+pub mod controllers;
 pub mod pki;
 pub mod registry;
 pub mod store;

@@ -36,9 +36,22 @@ impl UserInfo {
             .to_string()
     }
 
-    /// The identity of in-process callers (controllers, scheduler).
+    /// The identity of the server's own bootstrap writes.
     pub fn system() -> UserInfo {
         UserInfo::new("system:skiff", vec!["system:masters".into()])
+    }
+
+    /// The controllers' identity (kube-controller-manager's user name).
+    pub fn controller_manager() -> UserInfo {
+        UserInfo::new(
+            "system:kube-controller-manager",
+            vec!["system:masters".into()],
+        )
+    }
+
+    /// The scheduler's identity (kube-scheduler's user name).
+    pub fn scheduler() -> UserInfo {
+        UserInfo::new("system:kube-scheduler", vec!["system:masters".into()])
     }
 }
 

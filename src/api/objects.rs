@@ -1011,7 +1011,15 @@ impl ApiServer {
             .unwrap_or_default();
         let grace = self.grace_period(r, &current, opts);
         let is_namespace = r.kind == "Namespace";
-        if finalizers.is_empty() && grace == 0 && !is_namespace {
+        // A namespace goes Terminating first; once its controller has emptied it and
+        // removed the `kubernetes` finalizer (`/finalize`), the next delete removes it.
+        let namespace_finalized = is_namespace
+            && meta(&current).is_some_and(|m| m.contains_key("deletionTimestamp"))
+            && current
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty);
+        if finalizers.is_empty() && grace == 0 && (!is_namespace || namespace_finalized) {
             if opts.dry_run {
                 return Ok(current);
             }
@@ -1279,6 +1287,32 @@ fn merge_for_update(
             next["status"] = s.clone();
         }
         return next;
+    }
+    if r.kind == "Namespace" {
+        // Only `/finalize` changes a namespace's finalizers; other writes keep them.
+        let finalizers = if sub == Some("finalize") {
+            desired.pointer("/spec/finalizers")
+        } else {
+            current.pointer("/spec/finalizers")
+        };
+        let finalizers = finalizers.cloned();
+        let target = if sub == Some("finalize") {
+            current.clone()
+        } else {
+            desired
+        };
+        desired = target;
+        match finalizers {
+            Some(f) => desired["spec"]["finalizers"] = f,
+            None => {
+                if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+        if sub == Some("finalize") {
+            return desired;
+        }
     }
     {
         let m = meta_mut(&mut desired);

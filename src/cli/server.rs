@@ -176,6 +176,14 @@ async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), Serv
     )
     .await?;
     bootstrap(&api).await?;
+    let controller_client =
+        crate::client::in_process(api.clone(), api::UserInfo::controller_manager());
+    let _controllers = crate::controllers::spawn(
+        controller_client,
+        crate::controllers::Settings {
+            root_ca_pem: pki.server_ca_pem().to_string(),
+        },
+    );
 
     // Admin kubeconfig.
     let kubeconfig_path = args

@@ -1,0 +1,90 @@
+//! The controller manager: reconcile loops that drive the cluster toward what its objects
+//! ask for. Each loop learns the world through kube-rs watchers on the [`crate::client`]
+//! and writes through the API, exactly as kube-controller-manager does, so the same loops
+//! would work against any conformant API server.
+//!
+//! [`spawn`] starts every loop under a supervisor that logs failures and restarts the loop
+//! with a backoff; a loop never takes the server down.
+
+pub mod events;
+pub mod namespace;
+pub mod serviceaccount;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+/// Why a reconcile failed (the loop logs it and retries the object later).
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("{action}: {source}")]
+    Api {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ControllerError {
+    pub fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ControllerError {
+        let action = action.into();
+        move |source| ControllerError::Api { action, source }
+    }
+}
+
+/// What the loops need to know about the cluster that is not in any object.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The cluster CA (PEM) published to every namespace as `kube-root-ca.crt`.
+    pub root_ca_pem: String,
+}
+
+/// Start every controller on `client`. The tasks run until the set is dropped.
+pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    let c = client.clone();
+    set.spawn(supervise("namespace", move || namespace::run(c.clone())));
+    let c = client.clone();
+    let ca = settings.root_ca_pem.clone();
+    set.spawn(supervise("serviceaccount", move || {
+        serviceaccount::run(c.clone(), ca.clone())
+    }));
+    set
+}
+
+/// Run `start()` forever: when the loop ends or fails, log it and start it again after a
+/// backoff (1 s doubling to 30 s, reset after a minute of healthy running).
+pub async fn supervise<F, Fut>(name: &'static str, start: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), ControllerError>>,
+{
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let began = tokio::time::Instant::now();
+        match start().await {
+            Ok(()) => tracing::warn!(controller = name, "controller loop ended; restarting"),
+            Err(e) => {
+                tracing::error!(controller = name, error = %e, "controller loop failed; restarting")
+            }
+        }
+        if began.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// The usual error policy of a kube-rs `Controller`: log and retry the object in a while.
+pub fn retry_later<K>(
+    _obj: std::sync::Arc<K>,
+    err: &ControllerError,
+    _ctx: std::sync::Arc<impl Send + Sync>,
+) -> kube::runtime::controller::Action {
+    tracing::debug!(error = %err, "reconcile failed; retrying");
+    kube::runtime::controller::Action::requeue(Duration::from_secs(2))
+}
