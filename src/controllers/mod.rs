@@ -6,8 +6,14 @@
 //! [`spawn`] starts every loop under a supervisor that logs failures and restarts the loop
 //! with a backoff; a loop never takes the server down.
 
+pub mod deployment;
+pub mod deployment_plan;
 pub mod events;
+pub mod informers;
 pub mod namespace;
+pub mod pod_util;
+pub mod replicaset;
+pub mod replicaset_plan;
 pub mod serviceaccount;
 
 use std::future::Future;
@@ -51,6 +57,15 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     let ca = settings.root_ca_pem.clone();
     set.spawn(supervise("serviceaccount", move || {
         serviceaccount::run(c.clone(), ca.clone())
+    }));
+    let informers = informers::Informers::start(&client, &mut set);
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("replicaset", move || {
+        replicaset::run(c.clone(), i.clone())
+    }));
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("deployment", move || {
+        deployment::run(c.clone(), i.clone())
     }));
     set
 }
