@@ -10,4 +10,6 @@ pub mod client;
 pub mod controllers;
 pub mod pki;
 pub mod registry;
+pub mod scheduler;
+pub mod simulate;
 pub mod store;

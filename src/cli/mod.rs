@@ -5,6 +5,8 @@ pub mod config;
 pub mod kubectl;
 pub mod server;
 
+pub use server::{init_logging, shutdown_signal};
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -28,6 +30,9 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Simulate nodes (like kwok): register them, renew their leases and play kubelet for
+    /// their pods without running containers.
+    Simulate(Box<crate::simulate::SimulateArgs>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,8 @@ pub enum CliError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Server(#[from] server::ServerError),
+    #[error(transparent)]
+    Simulate(#[from] crate::simulate::SimulateError),
     #[error("running {program}: {source}")]
     Exec {
         program: String,
@@ -57,6 +64,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Server(args) => server::run(*args).map_err(CliError::from),
         Command::Kubectl { args } => kubectl::run(args),
+        Command::Simulate(args) => crate::simulate::run(*args).map_err(CliError::from),
     };
     match result {
         Ok(()) => 0,

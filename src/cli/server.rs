@@ -118,7 +118,8 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
     runtime.block_on(async move { serve(args, mode, started).await })
 }
 
-fn init_logging(filter: &str) {
+/// Log to stderr with a tracing filter (`info`, `skiff=debug`, …).
+pub fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -178,6 +179,15 @@ async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), Serv
     bootstrap(&api).await?;
     let controller_client =
         crate::client::in_process(api.clone(), api::UserInfo::controller_manager());
+    let scheduler_client = crate::client::in_process(api.clone(), api::UserInfo::scheduler());
+    let _scheduler = tokio::spawn(crate::controllers::supervise("scheduler", move || {
+        let client = scheduler_client.clone();
+        async move {
+            crate::scheduler::run::run(client)
+                .await
+                .map_err(|e| crate::controllers::ControllerError::Other(e.to_string()))
+        }
+    }));
     let _controllers = crate::controllers::spawn(
         controller_client,
         crate::controllers::Settings {
@@ -239,7 +249,8 @@ async fn bootstrap(api: &Arc<ApiServer>) -> Result<(), ServerError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;

@@ -4,6 +4,8 @@
 //! (`skiff simulate`, agents) the client reads a kubeconfig or a server URL plus token.
 //! The loops cannot tell the two apart.
 
+pub mod events;
+
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;

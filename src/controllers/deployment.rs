@@ -17,9 +17,9 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::deployment_plan::{plan_deployment, progress_check_after, DeploymentAction};
-use super::events::{reference, EventType, Recorder};
 use super::informers::Informers;
 use super::{retry_later, ControllerError};
+use crate::client::events::{reference, EventType, Recorder};
 
 struct Context {
     client: kube::Client,

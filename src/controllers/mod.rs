@@ -8,7 +8,6 @@
 
 pub mod deployment;
 pub mod deployment_plan;
-pub mod events;
 pub mod informers;
 pub mod namespace;
 pub mod pod_util;
@@ -28,7 +27,7 @@ pub enum ControllerError {
     Api {
         action: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("{0}")]
     Other(String),
@@ -37,7 +36,10 @@ pub enum ControllerError {
 impl ControllerError {
     pub fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ControllerError {
         let action = action.into();
-        move |source| ControllerError::Api { action, source }
+        move |source| ControllerError::Api {
+            action,
+            source: Box::new(source),
+        }
     }
 }
 

@@ -16,11 +16,11 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
 
-use super::events::{reference, EventType, Recorder};
 use super::informers::{Expectations, Informers};
 use super::pod_util::controller_of;
 use super::replicaset_plan::{self as plan, ReplicaFailureReason};
 use super::{retry_later, ControllerError};
+use crate::client::events::{reference, EventType, Recorder};
 
 /// Concurrent pod creates or deletes per sync.
 const WRITE_CONCURRENCY: usize = 32;

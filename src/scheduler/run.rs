@@ -1,0 +1,383 @@
+//! The scheduling loop: watches nodes, namespaces and pods through the client, keeps the
+//! [`Snapshot`] current, schedules pending pods one by one (FIFO), assumes the chosen node
+//! at once so a burst spreads, and binds through `pods/binding` in the background. Pods
+//! that fit nowhere get a `FailedScheduling` event and a `PodScheduled=False` condition
+//! with kube-scheduler's message, and are retried when nodes or pods change.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
+use serde_json::json;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::{schedule, FitError, Snapshot};
+use crate::client::events::{reference, EventType, Recorder};
+
+/// The scheduler's name; pods asking for another scheduler are left alone.
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+/// Bindings in flight at once.
+const BIND_CONCURRENCY: usize = 64;
+/// Unschedulable pods are retried at least this often even when nothing changed.
+const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(30);
+/// After a cluster change, wait this long before retrying unschedulable pods (batching).
+const RETRY_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Why the scheduling loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("watching {kind}: {message}")]
+    Watch { kind: &'static str, message: String },
+}
+
+enum Input {
+    Node(Box<watcher::Event<Node>>),
+    Namespace(Box<watcher::Event<Namespace>>),
+    Pod(Box<watcher::Event<Pod>>),
+}
+
+/// The outcome of one binding, sent back to the loop.
+struct Bound {
+    pod: Pod,
+    node: String,
+    result: Result<(), kube::Error>,
+}
+
+struct Scheduler {
+    client: kube::Client,
+    recorder: Arc<Recorder>,
+    snapshot: Snapshot,
+    next_start: usize,
+    /// Pods waiting for a node, by uid, in arrival order.
+    active: VecDeque<String>,
+    /// Pending pods (latest version seen), by uid.
+    pending: HashMap<String, Pod>,
+    /// Pods that fit nowhere at their last attempt, by uid.
+    unschedulable: HashMap<String, Pod>,
+    /// Pods being bound right now, by uid.
+    binding: HashMap<String, String>,
+    cluster_changed: bool,
+}
+
+pub async fn run(client: kube::Client) -> Result<(), SchedulerError> {
+    let watch = |kind: &'static str| {
+        move |e: watcher::Error| SchedulerError::Watch {
+            kind,
+            message: e.to_string(),
+        }
+    };
+    let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .map(move |e| e.map(|e| Input::Node(Box::new(e))).map_err(watch("nodes")))
+        .boxed();
+    let namespaces = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(move |e| {
+        e.map(|e| Input::Namespace(Box::new(e)))
+            .map_err(watch("namespaces"))
+    })
+    .boxed();
+    let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .map(move |e| e.map(|e| Input::Pod(Box::new(e))).map_err(watch("pods")))
+        .boxed();
+    let mut inputs: BoxStream<'static, Result<Input, SchedulerError>> =
+        stream::select_all([nodes, namespaces, pods]).boxed();
+
+    let (bound_tx, mut bound_rx) = mpsc::unbounded_channel::<Bound>();
+    let permits = Arc::new(Semaphore::new(BIND_CONCURRENCY));
+    let mut s = Scheduler {
+        recorder: Arc::new(Recorder::new(client.clone(), SCHEDULER_NAME)),
+        client,
+        snapshot: Snapshot::new(),
+        next_start: 0,
+        active: VecDeque::new(),
+        pending: HashMap::new(),
+        unschedulable: HashMap::new(),
+        binding: HashMap::new(),
+        cluster_changed: false,
+    };
+    let mut retry = tokio::time::interval(UNSCHEDULABLE_RETRY);
+    let mut debounce = Box::pin(tokio::time::sleep(Duration::MAX / 4));
+    loop {
+        tokio::select! {
+            input = inputs.next() => {
+                match input {
+                    None => return Ok(()),
+                    Some(Err(e)) => tracing::debug!(error = %e, "scheduler watch error; the watcher retries"),
+                    Some(Ok(input)) => s.observe(input),
+                }
+                // Take whatever else is already waiting before scheduling.
+                while let Some(Some(more)) = futures::FutureExt::now_or_never(inputs.next()) {
+                    if let Ok(input) = more {
+                        s.observe(input);
+                    }
+                }
+            }
+            Some(done) = bound_rx.recv() => s.bound(done),
+            _ = retry.tick() => s.retry_unschedulable(),
+            _ = &mut debounce => {
+                s.retry_unschedulable();
+                debounce.as_mut().reset(tokio::time::Instant::now() + Duration::MAX / 4);
+            }
+        }
+        if s.cluster_changed && !s.unschedulable.is_empty() {
+            s.cluster_changed = false;
+            debounce
+                .as_mut()
+                .reset(tokio::time::Instant::now() + RETRY_DEBOUNCE);
+        }
+        s.schedule_pending(&bound_tx, &permits).await;
+    }
+}
+
+impl Scheduler {
+    fn observe(&mut self, input: Input) {
+        match input {
+            Input::Node(event) => {
+                self.cluster_changed = true;
+                match *event {
+                    watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                        self.snapshot.update_node(&n)
+                    }
+                    watcher::Event::Delete(n) => self.snapshot.remove_node(&n),
+                    watcher::Event::Init | watcher::Event::InitDone => {}
+                }
+            }
+            Input::Namespace(event) => match *event {
+                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                    self.snapshot.upsert_namespace(&n)
+                }
+                watcher::Event::Delete(n) => self.snapshot.remove_namespace(&n),
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            },
+            Input::Pod(event) => match *event {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => self.pod_changed(p),
+                watcher::Event::Delete(p) => {
+                    let uid = p.metadata.uid.clone().unwrap_or_default();
+                    self.pending.remove(&uid);
+                    self.unschedulable.remove(&uid);
+                    self.snapshot.remove_pod(&p);
+                    self.cluster_changed = true;
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            },
+        }
+    }
+
+    fn pod_changed(&mut self, pod: Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let bound = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty());
+        if bound || is_finished(&pod) {
+            self.pending.remove(&uid);
+            self.unschedulable.remove(&uid);
+            if bound {
+                // A bound pod that terminates or finishes frees room for others.
+                if pod.metadata.deletion_timestamp.is_some() || is_finished(&pod) {
+                    self.cluster_changed = true;
+                }
+                self.snapshot.update_pod(&pod);
+            }
+            return;
+        }
+        if pod.metadata.deletion_timestamp.is_some() || !ours(&pod) {
+            self.pending.remove(&uid);
+            self.unschedulable.remove(&uid);
+            return;
+        }
+        if let Some(waiting) = self.unschedulable.get_mut(&uid) {
+            // A changed pod (say, new tolerations) deserves a new attempt.
+            let changed =
+                waiting.spec != pod.spec || waiting.metadata.labels != pod.metadata.labels;
+            *waiting = pod;
+            if changed {
+                if let Some(p) = self.unschedulable.remove(&uid) {
+                    self.pending.insert(uid.clone(), p);
+                    self.active.push_back(uid);
+                }
+            }
+            return;
+        }
+        if self.pending.insert(uid.clone(), pod).is_none() && !self.binding.contains_key(&uid) {
+            self.active.push_back(uid);
+        }
+    }
+
+    fn retry_unschedulable(&mut self) {
+        for (uid, pod) in self.unschedulable.drain() {
+            self.pending.insert(uid.clone(), pod);
+            self.active.push_back(uid);
+        }
+    }
+
+    async fn schedule_pending(
+        &mut self,
+        bound_tx: &mpsc::UnboundedSender<Bound>,
+        permits: &Arc<Semaphore>,
+    ) {
+        while let Some(uid) = self.active.pop_front() {
+            if self.binding.contains_key(&uid) {
+                continue;
+            }
+            let Some(pod) = self.pending.remove(&uid) else {
+                continue;
+            };
+            match schedule(&pod, &self.snapshot, &mut self.next_start) {
+                Ok(node) => {
+                    self.snapshot.assume(&pod, &node);
+                    self.binding.insert(uid, node.clone());
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let (client, recorder, tx) =
+                        (self.client.clone(), self.recorder.clone(), bound_tx.clone());
+                    tokio::spawn(async move {
+                        let result = bind(&client, &recorder, &pod, &node).await;
+                        drop(permit);
+                        let _ = tx.send(Bound { pod, node, result });
+                    });
+                }
+                Err(fit) => {
+                    let message = fit.to_string();
+                    tracing::debug!(pod = %pod.name_any(), %message, "pod does not fit");
+                    let (client, recorder, p) =
+                        (self.client.clone(), self.recorder.clone(), pod.clone());
+                    tokio::spawn(async move {
+                        report_unschedulable(&client, &recorder, &p, &fit).await
+                    });
+                    self.unschedulable.insert(uid, pod);
+                }
+            }
+        }
+    }
+
+    fn bound(&mut self, done: Bound) {
+        let uid = done.pod.metadata.uid.clone().unwrap_or_default();
+        self.binding.remove(&uid);
+        if let Err(e) = done.result {
+            tracing::debug!(pod = %done.pod.name_any(), node = %done.node, error = %e, "binding failed");
+            self.snapshot.forget(&done.pod);
+            // Gone or already bound elsewhere: the watch tells; otherwise try again.
+            let retry = !matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 409);
+            if retry && !self.pending.contains_key(&uid) {
+                self.pending.insert(uid.clone(), done.pod);
+                self.active.push_back(uid);
+            }
+        }
+    }
+}
+
+/// Pods this scheduler is responsible for.
+fn ours(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .is_none_or(|n| n.is_empty() || n == SCHEDULER_NAME)
+}
+
+fn is_finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+async fn bind(
+    client: &kube::Client,
+    recorder: &Recorder,
+    pod: &Pod,
+    node: &str,
+) -> Result<(), kube::Error> {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            uid: pod.metadata.uid.clone(),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            ..Default::default()
+        },
+    };
+    let body = serde_json::to_vec(&binding).map_err(kube::Error::SerdeError)?;
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    api.create_subresource::<serde_json::Value>("binding", &name, &PostParams::default(), body)
+        .await?;
+    recorder
+        .record(
+            &reference(pod),
+            EventType::Normal,
+            "Scheduled",
+            &format!("Successfully assigned {ns}/{name} to {node}"),
+        )
+        .await;
+    Ok(())
+}
+
+async fn report_unschedulable(
+    client: &kube::Client,
+    recorder: &Recorder,
+    pod: &Pod,
+    fit: &FitError,
+) {
+    let message = fit.to_string();
+    recorder
+        .record(
+            &reference(pod),
+            EventType::Warning,
+            "FailedScheduling",
+            &message,
+        )
+        .await;
+    let already = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter().any(|c| {
+                c.type_ == "PodScheduled" && c.message.as_deref() == Some(message.as_str())
+            })
+        });
+    if already {
+        return;
+    }
+    let patch = json!({"status": {"conditions": [{
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": message,
+        "lastProbeTime": null,
+        "lastTransitionTime": Time(Utc::now()),
+    }]}});
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    if let Err(e) = api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::debug!(pod = %pod.name_any(), error = %e, "marking pod unschedulable");
+    }
+}
