@@ -13,6 +13,7 @@ pub struct Server {
     pub port: u16,
     pub kubeconfig: PathBuf,
     extra_args: Vec<String>,
+    simulators: std::sync::atomic::AtomicUsize,
 }
 
 pub fn free_port() -> u16 {
@@ -43,6 +44,7 @@ impl Server {
             port,
             kubeconfig,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            simulators: Default::default(),
         };
         s.spawn();
         s
@@ -303,6 +305,69 @@ impl Server {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Start `skiff simulate` against this server (e.g. `&["--nodes", "3"]`) and wait until
+    /// its nodes are registered and Ready. Stopped (by PID) when dropped.
+    pub fn simulate(&self, args: &[&str]) -> Simulator {
+        let n = self
+            .simulators
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log_path = self.dir.path().join(format!("simulate-{n}.log"));
+        let log = std::fs::File::create(&log_path).expect("simulate log");
+        let child = Command::new(skiff_bin())
+            .arg("simulate")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env("SKIFF_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("start skiff simulate");
+        let mut sim = Simulator {
+            child: Some(child),
+            log: log_path,
+        };
+        eventually(30, "simulated nodes registered", || {
+            if let Some(Ok(Some(status))) = sim.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "skiff simulate exited early ({status}); log:\n{}",
+                    sim.log()
+                );
+            }
+            sim.log()
+                .contains("simulated nodes registered")
+                .then_some(())
+        });
+        sim
+    }
+}
+
+/// A running `skiff simulate`.
+pub struct Simulator {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Simulator {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stop the simulator (its nodes stay registered and stop renewing their leases).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

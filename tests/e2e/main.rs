@@ -8,3 +8,4 @@ mod errors;
 mod get;
 mod mutate;
 mod server;
+mod workloads;

@@ -1,0 +1,276 @@
+//! Control loops with the real kubectl against `skiff server` plus `skiff simulate`:
+//! scheduling, Deployments and ReplicaSets, namespace deletion.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::process::Stdio;
+
+use crate::harness::{eventually, Server};
+
+/// `kubectl get pods` for a selector as (name, node, ready, image) rows.
+fn pods(s: &Server, selector: &str) -> Vec<(String, String, bool, String)> {
+    let out = s.ok(&["get", "pods", "-l", selector, "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&out).expect("pod list JSON");
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            let ready = p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            (
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                p["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                ready,
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn rollout_status(s: &Server, what: &str) {
+    s.ok(&["rollout", "status", what, "--timeout=90s"]);
+}
+
+#[test]
+fn deployment_spreads_rolls_out_within_max_unavailable_and_rolls_back() {
+    let s = Server::start();
+    let _nodes = s.simulate(&["--nodes", "3"]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1",
+        "--replicas=6",
+    ]);
+    s.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"strategy":{"rollingUpdate":{"maxUnavailable":1,"maxSurge":1}}}}"#,
+    ]);
+    rollout_status(&s, "deployment/web");
+
+    // Six replicas on three nodes land two per node.
+    let running = pods(&s, "app=web");
+    assert_eq!(running.len(), 6, "{running:?}");
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, node, ready, _) in &running {
+        assert!(ready);
+        *per_node.entry(node.clone()).or_default() += 1;
+    }
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        [2, 2, 2],
+        "replicas per node: {per_node:?}"
+    );
+
+    // Watch the pods through the rollout: ready, not-terminating pods never drop below
+    // replicas - maxUnavailable = 5.
+    let mut watch = s
+        .kubectl_cmd(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl get -w");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    s.ok(&["set", "image", "deployment/web", "busybox=busybox:2"]);
+    rollout_status(&s, "deployment/web");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = watch.kill();
+    let mut stream = String::new();
+    watch
+        .stdout
+        .take()
+        .expect("watch stdout")
+        .read_to_string(&mut stream)
+        .expect("read watch");
+    let _ = watch.wait();
+    let mut ready: HashMap<String, bool> = HashMap::new();
+    let mut lowest = usize::MAX;
+    let mut events = 0;
+    for event in serde_json::Deserializer::from_str(&stream).into_iter::<serde_json::Value>() {
+        let event = event.expect("watch event JSON");
+        let pod = &event["object"];
+        let name = pod["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let is_ready = event["type"] != "DELETED"
+            && pod["metadata"]["deletionTimestamp"].is_null()
+            && pod["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready.insert(name, is_ready);
+        events += 1;
+        if events >= 6 {
+            lowest = lowest.min(ready.values().filter(|r| **r).count());
+        }
+    }
+    assert!(events > 12, "the watch saw the rollout ({events} events)");
+    assert!(
+        lowest >= 5,
+        "ready pods dropped to {lowest} during the rollout"
+    );
+    let updated = pods(&s, "app=web");
+    assert_eq!(updated.len(), 6);
+    assert!(updated.iter().all(|p| p.3 == "busybox:2"), "{updated:?}");
+
+    // Undo restores the previous template; history keeps both revisions.
+    s.ok(&["rollout", "undo", "deployment/web"]);
+    rollout_status(&s, "deployment/web");
+    let back = pods(&s, "app=web");
+    assert_eq!(back.len(), 6);
+    assert!(back.iter().all(|p| p.3 == "busybox:1"), "{back:?}");
+    let history = s.ok(&["rollout", "history", "deployment/web"]);
+    assert!(
+        history.contains("\n2 ") && history.contains("\n3 "),
+        "{history}"
+    );
+    let events = s.ok(&["describe", "deployment", "web"]);
+    assert!(events.contains("ScalingReplicaSet"), "{events}");
+
+    // A deleted pod is replaced.
+    let victim = back[0].0.clone();
+    s.ok(&["delete", "pod", &victim]);
+    eventually(30, "a replacement pod", || {
+        let now = pods(&s, "app=web");
+        (now.len() == 6 && now.iter().all(|p| p.2 && p.0 != victim)).then_some(())
+    });
+
+    // Scale to zero and back.
+    s.ok(&["scale", "deployment/web", "--replicas=0"]);
+    eventually(30, "no pods", || {
+        pods(&s, "app=web").is_empty().then_some(())
+    });
+    s.ok(&["scale", "deployment/web", "--replicas=2"]);
+    rollout_status(&s, "deployment/web");
+    eventually(30, "two ready pods", || {
+        let now = pods(&s, "app=web");
+        (now.len() == 2 && now.iter().all(|p| p.2)).then_some(())
+    });
+}
+
+#[test]
+fn unschedulable_pod_shows_the_reason_and_cordon_keeps_pods_away() {
+    let s = Server::start();
+    let _nodes = s.simulate(&["--nodes", "3", "--cpu", "1"]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"big"},
+            "spec":{"containers":[{"name":"c","image":"busybox","resources":{"requests":{"cpu":"2"}}}]}}"#,
+    );
+    let described = eventually(30, "FailedScheduling in describe", || {
+        let d = s.ok(&["describe", "pod", "big"]);
+        d.contains("FailedScheduling").then_some(d)
+    });
+    assert!(
+        described.contains("0/3 nodes are available: 3 Insufficient cpu."),
+        "{described}"
+    );
+    assert!(s.ok(&["get", "pod", "big"]).contains("Pending"));
+
+    // Cordon: the node shows SchedulingDisabled and new pods go elsewhere.
+    s.ok(&["cordon", "sim-0"]);
+    let nodes = s.ok(&["get", "node", "sim-0"]);
+    assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
+    s.ok(&[
+        "create",
+        "deployment",
+        "app",
+        "--image=busybox",
+        "--replicas=4",
+    ]);
+    rollout_status(&s, "deployment/app");
+    let placed = pods(&s, "app=app");
+    assert_eq!(placed.len(), 4);
+    assert!(placed.iter().all(|p| p.1 != "sim-0"), "{placed:?}");
+    s.ok(&["uncordon", "sim-0"]);
+    assert!(!s
+        .ok(&["get", "node", "sim-0"])
+        .contains("SchedulingDisabled"));
+}
+
+#[test]
+fn deleting_a_namespace_removes_what_is_inside() {
+    let s = Server::start();
+    let _nodes = s.simulate(&["--nodes", "1"]);
+    s.ok(&["create", "namespace", "shop"]);
+    s.ok(&[
+        "-n",
+        "shop",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=a=b",
+    ]);
+    s.ok(&[
+        "-n",
+        "shop",
+        "create",
+        "deployment",
+        "cart",
+        "--image=busybox",
+        "--replicas=2",
+    ]);
+    s.ok(&[
+        "-n",
+        "shop",
+        "rollout",
+        "status",
+        "deployment/cart",
+        "--timeout=90s",
+    ]);
+    // Every namespace gets its default ServiceAccount and the root CA.
+    let sa = s.ok(&[
+        "-n",
+        "shop",
+        "get",
+        "serviceaccount",
+        "default",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(sa.trim(), "serviceaccount/default");
+    s.ok(&["-n", "shop", "get", "configmap", "kube-root-ca.crt"]);
+
+    s.ok(&["delete", "namespace", "shop", "--timeout=60s"]);
+    let err = s.fails(&["get", "namespace", "shop"]);
+    assert!(err.contains("namespaces \"shop\" not found"), "{err}");
+    let left = s.ok(&[
+        "get",
+        "pods,replicasets,deployments,configmaps",
+        "-A",
+        "-o",
+        "name",
+    ]);
+    assert!(
+        !left.contains("cart") && !left.contains("settings"),
+        "{left}"
+    );
+}
