@@ -59,6 +59,10 @@ pub struct ServerArgs {
     /// Config file (YAML; keys are these flags' names).
     #[arg(long, short = 'c', default_value = super::config::DEFAULT_CONFIG, env = "SKIFF_CONFIG_FILE")]
     pub config: PathBuf,
+    /// Seconds a node may go without renewing its lease before it is marked NotReady
+    /// (kube-controller-manager's `--node-monitor-grace-period`).
+    #[arg(long, default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
     /// Bound of the store's page cache, in MiB.
     #[arg(long, default_value_t = 16)]
     pub store_cache_mb: u64,
@@ -192,6 +196,9 @@ async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), Serv
         controller_client,
         crate::controllers::Settings {
             root_ca_pem: pki.server_ca_pem().to_string(),
+            node_monitor_grace_period: std::time::Duration::from_secs(
+                args.node_monitor_grace_period,
+            ),
         },
     );
 

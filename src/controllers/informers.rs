@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -21,6 +22,9 @@ use tokio::task::JoinSet;
 pub struct Informers {
     pub pods: Store<Pod>,
     pub replicasets: Store<ReplicaSet>,
+    pub nodes: Store<Node>,
+    /// Node leases (`kube-node-lease`).
+    pub leases: Store<Lease>,
 }
 
 impl Informers {
@@ -29,6 +33,8 @@ impl Informers {
         Informers {
             pods: cache(Api::all(client.clone()), set),
             replicasets: cache(Api::all(client.clone()), set),
+            nodes: cache(Api::all(client.clone()), set),
+            leases: cache(Api::namespaced(client.clone(), "kube-node-lease"), set),
         }
     }
 
@@ -36,6 +42,8 @@ impl Informers {
     pub async fn ready(&self) {
         let _ = self.pods.wait_until_ready().await;
         let _ = self.replicasets.wait_until_ready().await;
+        let _ = self.nodes.wait_until_ready().await;
+        let _ = self.leases.wait_until_ready().await;
     }
 }
 

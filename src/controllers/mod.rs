@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod deployment_plan;
 pub mod informers;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod pod_util;
 pub mod replicaset;
 pub mod replicaset_plan;
@@ -48,6 +49,8 @@ impl ControllerError {
 pub struct Settings {
     /// The cluster CA (PEM) published to every namespace as `kube-root-ca.crt`.
     pub root_ca_pem: String,
+    /// How long a node may stay silent before it is NotReady (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: std::time::Duration,
 }
 
 /// Start every controller on `client`. The tasks run until the set is dropped.
@@ -68,6 +71,14 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     let (c, i) = (client.clone(), informers.clone());
     set.spawn(supervise("deployment", move || {
         deployment::run(c.clone(), i.clone())
+    }));
+    let (c, i, grace) = (
+        client.clone(),
+        informers.clone(),
+        settings.node_monitor_grace_period,
+    );
+    set.spawn(supervise("nodelifecycle", move || {
+        nodelifecycle::run(c.clone(), i.clone(), grace)
     }));
     set
 }

@@ -51,6 +51,10 @@ pub struct SimulateArgs {
     /// Taints for every node (key=value:Effect or key:Effect), repeatable.
     #[arg(long = "node-taint")]
     pub node_taints: Vec<String>,
+    /// Node lease duration in seconds (the kubelet's `nodeLeaseDurationSeconds`); leases
+    /// are renewed every quarter of it.
+    #[arg(long, default_value_t = 40)]
+    pub lease_duration_seconds: u32,
     /// Pod CIDR from which each node gets a /24 (node i gets the i-th).
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,

@@ -20,9 +20,6 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use super::{SimulateArgs, SimulateError};
 use crate::apimachinery::quantity::parse_quantity;
 
-/// How often leases are renewed (the kubelet's default: a quarter of 40 s).
-const LEASE_RENEW: Duration = Duration::from_secs(10);
-const LEASE_SECONDS: i32 = 40;
 const CONCURRENCY: usize = 32;
 
 /// One simulated node.
@@ -42,6 +39,7 @@ pub struct Fleet {
     max_pods: u32,
     labels: BTreeMap<String, String>,
     taints: Vec<Taint>,
+    lease_seconds: u32,
 }
 
 impl Fleet {
@@ -109,6 +107,7 @@ impl Fleet {
             max_pods: args.max_pods,
             labels,
             taints,
+            lease_seconds: args.lease_duration_seconds.max(1),
         })
     }
 
@@ -270,10 +269,11 @@ impl Fleet {
     }
 }
 
-/// Renew every node's lease every [`LEASE_RENEW`], forever.
+/// Renew every node's lease every quarter of its duration (as the kubelet does), forever.
 pub async fn renew_leases(client: kube::Client, fleet: Arc<Fleet>) {
+    let every = Duration::from_millis(u64::from(fleet.lease_seconds) * 250);
     loop {
-        tokio::time::sleep(LEASE_RENEW).await;
+        tokio::time::sleep(every).await;
         if let Err(e) = renew_all(&client, &fleet, false).await {
             tracing::warn!(error = %e, "renewing node leases");
         }
@@ -288,7 +288,15 @@ async fn renew_all(
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(client.clone());
     let results: Vec<Result<(), SimulateError>> = stream::iter(fleet.names().collect::<Vec<_>>())
-        .map(|name| renew_one(leases.clone(), nodes.clone(), name, create))
+        .map(|name| {
+            renew_one(
+                leases.clone(),
+                nodes.clone(),
+                name,
+                create,
+                fleet.lease_seconds,
+            )
+        })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
@@ -301,6 +309,7 @@ async fn renew_one(
     nodes: Api<Node>,
     name: String,
     create: bool,
+    lease_seconds: u32,
 ) -> Result<(), SimulateError> {
     let now = MicroTime(Utc::now());
     let patch = serde_json::json!({"spec": {"renewTime": now, "holderIdentity": name}});
@@ -334,7 +343,7 @@ async fn renew_one(
         },
         spec: Some(LeaseSpec {
             holder_identity: Some(name.clone()),
-            lease_duration_seconds: Some(LEASE_SECONDS),
+            lease_duration_seconds: Some(lease_seconds as i32),
             renew_time: Some(now),
             ..Default::default()
         }),

@@ -274,3 +274,76 @@ fn deleting_a_namespace_removes_what_is_inside() {
         "{left}"
     );
 }
+
+#[test]
+fn a_silent_node_goes_not_ready_and_its_pods_move() {
+    // A short grace period and lease, and pods that tolerate an unreachable node for 2 s
+    // (300 s by default), so the test takes seconds.
+    let s = Server::start_with(&["--node-monitor-grace-period=10"]);
+    let _steady = s.simulate(&["--nodes", "2", "--lease-duration-seconds", "4"]);
+    let mut failing = s.simulate(&[
+        "--nodes",
+        "1",
+        "--first-index",
+        "2",
+        "--name-prefix",
+        "doomed-",
+        "--lease-duration-seconds",
+        "4",
+    ]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "app",
+        "--image=busybox",
+        "--replicas=3",
+    ]);
+    s.ok(&[
+        "patch",
+        "deployment",
+        "app",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"tolerations":[{"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":2}]}}}}"#,
+    ]);
+    rollout_status(&s, "deployment/app");
+    let before = pods(&s, "app=app");
+    assert!(
+        before.iter().any(|p| p.1 == "doomed-2"),
+        "one replica lands on each node: {before:?}"
+    );
+    // The admission default is still there for not-ready nodes.
+    let spec = s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=app",
+        "-o",
+        "jsonpath={.items[0].spec.tolerations}",
+    ]);
+    assert!(
+        spec.contains("node.kubernetes.io/not-ready") && spec.contains("300"),
+        "{spec}"
+    );
+
+    failing.stop();
+    let status = eventually(30, "doomed-2 NotReady", || {
+        let out = s.ok(&["get", "node", "doomed-2"]);
+        out.contains("NotReady").then_some(out)
+    });
+    assert!(status.contains("doomed-2"), "{status}");
+    let described = s.ok(&["describe", "node", "doomed-2"]);
+    assert!(
+        described.contains("node.kubernetes.io/unreachable:NoExecute"),
+        "{described}"
+    );
+    assert!(
+        described.contains("Kubelet stopped posting node status."),
+        "{described}"
+    );
+    eventually(30, "replicas moved off the silent node", || {
+        let now = pods(&s, "app=app");
+        (now.len() == 3 && now.iter().all(|p| p.2 && p.1 != "doomed-2")).then_some(())
+    });
+    let healthy = s.ok(&["get", "nodes", "sim-0", "sim-1"]);
+    assert!(!healthy.contains("NotReady"), "{healthy}");
+}
