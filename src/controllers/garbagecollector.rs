@@ -7,6 +7,8 @@
 //! (except Events, as upstream), found at start and again every [`DISCOVERY_INTERVAL`],
 //! each followed by a metadata-only watcher. The graph keeps uids, names and owner
 //! references only, never whole objects, so it stays small with tens of thousands of pods.
+//! (skiff's API server does not serve `as=PartialObjectMetadata` yet and answers with full
+//! objects; only their metadata is decoded here.)
 //!
 //! Absent owners are verified with a live GET before a dependent is deleted (the graph may
 //! lag behind the API). An ownerReference to a namespaced owner in another namespace (or
