@@ -1011,6 +1011,16 @@ impl ApiServer {
             .unwrap_or_default();
         let grace = self.grace_period(r, &current, opts);
         let is_namespace = r.kind == "Namespace";
+        // The garbage collector's finalizers, as the propagation policy asks.
+        let finalizers = if is_namespace {
+            finalizers
+        } else {
+            deletion_finalizers(&finalizers, opts, orphans_by_default(r))
+        };
+        let finalizers_changed = meta(&current)
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .map_or(!finalizers.is_empty(), |old| *old != finalizers);
         // A namespace goes Terminating first; once its controller has emptied it and
         // removed the `kubernetes` finalizer (`/finalize`), the next delete removes it.
         let namespace_finalized = is_namespace
@@ -1051,6 +1061,13 @@ impl ApiServer {
             if tracks_generation(r) {
                 let g = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
                 m.insert("generation".into(), json!(g + 1));
+            }
+            if finalizers_changed {
+                if finalizers.is_empty() {
+                    m.remove("finalizers");
+                } else {
+                    m.insert("finalizers".into(), Value::Array(finalizers.clone()));
+                }
             }
         }
         if is_namespace {
@@ -1523,12 +1540,68 @@ impl ContinueToken {
     }
 }
 
+/// The garbage collector's finalizers.
+const FINALIZER_ORPHAN: &str = "orphan";
+const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
+
+/// Whether deleting `r` orphans its dependents when the client names no policy: upstream
+/// keeps that for core/v1 ReplicationControllers and the old beta workload versions;
+/// everything else (apps/v1 included) deletes dependents in the background.
+fn orphans_by_default(r: &ResourceInfo) -> bool {
+    (r.group.is_empty() && r.kind == "ReplicationController")
+        || r.group == "extensions"
+        || (r.group == "apps" && r.version.starts_with("v1beta"))
+}
+
+/// The finalizers an object keeps when deleted with `opts`: the client's policy replaces
+/// the garbage collector's finalizers (`orphan`, `foregroundDeletion`); without a policy
+/// the ones already there stay, else the resource's default applies.
+fn deletion_finalizers(
+    existing: &[Value],
+    opts: &DeleteOptions,
+    default_orphan: bool,
+) -> Vec<Value> {
+    let has = |f: &str| existing.iter().any(|v| v == f);
+    let policy = opts.propagation.as_deref();
+    let orphan = match (opts.orphan_dependents, policy) {
+        (Some(b), _) => b,
+        (None, Some(p)) => p == "Orphan",
+        (None, None) if has(FINALIZER_ORPHAN) => true,
+        (None, None) if has(FINALIZER_FOREGROUND) => false,
+        (None, None) => default_orphan,
+    };
+    let foreground = match (opts.orphan_dependents, policy) {
+        (Some(_), _) => false,
+        (None, Some(p)) => p == "Foreground",
+        (None, None) => has(FINALIZER_FOREGROUND),
+    };
+    let mut out: Vec<Value> = existing
+        .iter()
+        .filter(|v| *v != FINALIZER_ORPHAN && *v != FINALIZER_FOREGROUND)
+        .cloned()
+        .collect();
+    if orphan {
+        out.push(json!(FINALIZER_ORPHAN));
+    } else if foreground {
+        out.push(json!(FINALIZER_FOREGROUND));
+    }
+    // Keep the order the object had when nothing changes.
+    if out.len() == existing.len() && out.iter().all(|f| existing.contains(f)) {
+        return existing.to_vec();
+    }
+    out
+}
+
 /// `DeleteOptions`, from the body or the query.
 struct DeleteOptions {
     grace_period_seconds: Option<i64>,
     precondition_uid: Option<String>,
     precondition_rv: Option<String>,
     dry_run: bool,
+    /// `propagationPolicy`: `Background`, `Foreground` or `Orphan`.
+    propagation: Option<String>,
+    /// The deprecated `orphanDependents`.
+    orphan_dependents: Option<bool>,
 }
 
 impl DeleteOptions {
@@ -1538,6 +1611,12 @@ impl DeleteOptions {
             precondition_uid: None,
             precondition_rv: None,
             dry_run: q.dry_run,
+            propagation: q.propagation_policy.clone(),
+            orphan_dependents: q
+                .raw
+                .iter()
+                .find(|(k, _)| k == "orphanDependents")
+                .map(|(_, v)| v == "true" || v == "1"),
         };
         if !bytes.iter().all(u8::is_ascii_whitespace) {
             let v = body::parse_json(bytes)?;
@@ -1552,11 +1631,22 @@ impl DeleteOptions {
                 o.dry_run |= d.iter().any(|x| x == "All");
             }
             if let Some(p) = v["propagationPolicy"].as_str() {
-                if !matches!(p, "Background" | "Foreground" | "Orphan") {
-                    return Err(ApiError::BadRequest(format!(
-                        "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
-                    )));
-                }
+                o.propagation = Some(p.to_string());
+            }
+            if let Some(b) = v["orphanDependents"].as_bool() {
+                o.orphan_dependents = Some(b);
+            }
+        }
+        if let Some(p) = &o.propagation {
+            if !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
+                return Err(ApiError::BadRequest(format!(
+                    "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                )));
+            }
+            if o.orphan_dependents.is_some() {
+                return Err(ApiError::BadRequest(
+                    "propagationPolicy: Invalid value: orphanDependents and propagationPolicy cannot be both set".into(),
+                ));
             }
         }
         Ok(o)
@@ -1589,5 +1679,71 @@ impl DeleteOptions {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod gc_finalizer_tests {
+    use super::*;
+
+    fn opts(policy: Option<&str>, orphan: Option<bool>) -> DeleteOptions {
+        DeleteOptions {
+            grace_period_seconds: None,
+            precondition_uid: None,
+            precondition_rv: None,
+            dry_run: false,
+            propagation: policy.map(str::to_string),
+            orphan_dependents: orphan,
+        }
+    }
+
+    #[test]
+    fn policy_sets_the_garbage_collector_finalizer() {
+        let none: Vec<Value> = vec![];
+        assert_eq!(
+            deletion_finalizers(&none, &opts(Some("Foreground"), None), false),
+            vec![json!("foregroundDeletion")]
+        );
+        assert_eq!(
+            deletion_finalizers(&none, &opts(Some("Orphan"), None), false),
+            vec![json!("orphan")]
+        );
+        assert!(deletion_finalizers(&none, &opts(Some("Background"), None), false).is_empty());
+        assert!(deletion_finalizers(&none, &opts(None, None), false).is_empty());
+    }
+
+    #[test]
+    fn resource_default_and_existing_finalizers_apply_without_a_policy() {
+        let none: Vec<Value> = vec![];
+        assert_eq!(
+            deletion_finalizers(&none, &opts(None, None), true),
+            vec![json!("orphan")]
+        );
+        let fg = vec![json!("example.com/keep"), json!("foregroundDeletion")];
+        assert_eq!(deletion_finalizers(&fg, &opts(None, None), true), fg);
+        // An explicit policy replaces it; other finalizers stay.
+        assert_eq!(
+            deletion_finalizers(&fg, &opts(Some("Orphan"), None), false),
+            vec![json!("example.com/keep"), json!("orphan")]
+        );
+        assert_eq!(
+            deletion_finalizers(&fg, &opts(None, Some(false)), false),
+            vec![json!("example.com/keep")]
+        );
+        assert_eq!(
+            deletion_finalizers(&none, &opts(None, Some(true)), false),
+            vec![json!("orphan")]
+        );
+    }
+
+    #[test]
+    fn only_old_workload_versions_orphan_by_default() {
+        let find = crate::registry::resources::find_kind;
+        let rc = find("", "v1", "ReplicationController").expect("rc served");
+        let rs = find("apps", "v1", "ReplicaSet").expect("replicasets served");
+        let cm = find("", "v1", "ConfigMap").expect("configmaps served");
+        assert!(orphans_by_default(rc));
+        assert!(!orphans_by_default(rs));
+        assert!(!orphans_by_default(cm));
     }
 }

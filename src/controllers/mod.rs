@@ -8,6 +8,8 @@
 
 pub mod deployment;
 pub mod deployment_plan;
+pub mod garbagecollector;
+pub mod garbagecollector_plan;
 pub mod informers;
 pub mod namespace;
 pub mod nodelifecycle;
@@ -62,6 +64,10 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     let ca = settings.root_ca_pem.clone();
     set.spawn(supervise("serviceaccount", move || {
         serviceaccount::run(c.clone(), ca.clone())
+    }));
+    let c = client.clone();
+    set.spawn(supervise("garbagecollector", move || {
+        garbagecollector::run(c.clone())
     }));
     let informers = informers::Informers::start(&client, &mut set);
     let (c, i) = (client.clone(), informers.clone());

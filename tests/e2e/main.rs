@@ -5,6 +5,7 @@ mod harness;
 mod apply;
 mod crash;
 mod errors;
+mod gc;
 mod get;
 mod mutate;
 mod server;
