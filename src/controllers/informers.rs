@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -21,6 +22,10 @@ use tokio::task::JoinSet;
 pub struct Informers {
     pub pods: Store<Pod>,
     pub replicasets: Store<ReplicaSet>,
+    pub nodes: Store<Node>,
+    pub controller_revisions: Store<ControllerRevision>,
+    pub claims: Store<PersistentVolumeClaim>,
+    pub jobs: Store<Job>,
 }
 
 impl Informers {
@@ -29,6 +34,10 @@ impl Informers {
         Informers {
             pods: cache(Api::all(client.clone()), set),
             replicasets: cache(Api::all(client.clone()), set),
+            nodes: cache(Api::all(client.clone()), set),
+            controller_revisions: cache(Api::all(client.clone()), set),
+            claims: cache(Api::all(client.clone()), set),
+            jobs: cache(Api::all(client.clone()), set),
         }
     }
 
@@ -36,6 +45,10 @@ impl Informers {
     pub async fn ready(&self) {
         let _ = self.pods.wait_until_ready().await;
         let _ = self.replicasets.wait_until_ready().await;
+        let _ = self.nodes.wait_until_ready().await;
+        let _ = self.controller_revisions.wait_until_ready().await;
+        let _ = self.claims.wait_until_ready().await;
+        let _ = self.jobs.wait_until_ready().await;
     }
 }
 
