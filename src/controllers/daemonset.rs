@@ -22,7 +22,10 @@ use serde_json::json;
 use super::daemonset_plan::{plan_daemonset, DaemonSetAction};
 use super::informers::{Expectations, Informers};
 use super::replicaset::api_message;
-use super::workload_loop::{expectations_met, gone_is_fine, in_namespace, record, replace_status};
+use super::workload_loop::{
+    controller_config, expectations_met, gone_is_fine, in_namespace, next_sync, record,
+    replace_status,
+};
 use super::{retry_later, ControllerError};
 use crate::client::events::{reference, Recorder};
 
@@ -45,7 +48,8 @@ pub async fn run(client: kube::Client, informers: Informers) -> Result<(), Contr
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+    .with_config(controller_config());
     let sets = controller.store();
     controller
         .watches(
@@ -151,8 +155,5 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Cont
     if failed {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    Ok(plan
-        .requeue_after
-        .map(Action::requeue)
-        .unwrap_or_else(Action::await_change))
+    Ok(next_sync(plan.requeue_after))
 }

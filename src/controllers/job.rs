@@ -20,7 +20,10 @@ use kube::ResourceExt;
 use super::informers::{Expectations, Informers};
 use super::job_plan::{finished_condition, plan_job, ttl_after_finished, JobAction, TtlDecision};
 use super::replicaset::api_message;
-use super::workload_loop::{expectations_met, gone_is_fine, in_namespace, record, replace_status};
+use super::workload_loop::{
+    controller_config, expectations_met, gone_is_fine, in_namespace, next_sync, record,
+    replace_status,
+};
 use super::{retry_later, ControllerError};
 use crate::client::events::{reference, Recorder};
 
@@ -41,6 +44,7 @@ pub async fn run(client: kube::Client, informers: Informers) -> Result<(), Contr
     });
     Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client), watcher::Config::default())
+        .with_config(controller_config())
         .run(reconcile, retry_later, ctx)
         .for_each(|_| async {})
         .await;
@@ -126,8 +130,5 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Controlle
     if failed {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    Ok(plan
-        .requeue_after
-        .map(Action::requeue)
-        .unwrap_or_else(Action::await_change))
+    Ok(next_sync(plan.requeue_after))
 }

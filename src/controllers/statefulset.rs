@@ -22,7 +22,8 @@ use super::informers::{Expectations, Informers};
 use super::replicaset::api_message;
 use super::statefulset_plan::{plan_statefulset, StatefulSetAction};
 use super::workload_loop::{
-    already_exists, expectations_met, gone_is_fine, in_namespace, record, replace_status,
+    already_exists, controller_config, expectations_met, gone_is_fine, in_namespace, next_sync,
+    record, replace_status,
 };
 use super::{retry_later, ControllerError};
 use crate::client::events::{reference, Recorder};
@@ -47,6 +48,7 @@ pub async fn run(client: kube::Client, informers: Informers) -> Result<(), Contr
         watcher::Config::default(),
     )
     .owns(Api::<Pod>::all(client), watcher::Config::default())
+    .with_config(controller_config())
     .run(reconcile, retry_later, ctx)
     .for_each(|_| async {})
     .await;
@@ -142,8 +144,5 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, C
     if failed {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    Ok(plan
-        .requeue_after
-        .map(Action::requeue)
-        .unwrap_or_else(Action::await_change))
+    Ok(next_sync(plan.requeue_after))
 }

@@ -1,12 +1,15 @@
 //! What the DaemonSet, StatefulSet, Job and CronJob loops share when they execute a plan
 //! from the planners in [`super::workload`]: reading one namespace out of a shared cache,
 //! checking their expectations against it, recording the planners' events, writing a
-//! status subresource, and telling harmless API answers (gone, already there) apart.
+//! status subresource, telling harmless API answers (gone, already there) apart, and how
+//! their `Controller`s are paced.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, PostParams};
+use kube::runtime::controller::{Action, Config};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -15,6 +18,22 @@ use serde::Serialize;
 use super::informers::Expectations;
 use super::workload::Event;
 use crate::client::events::Recorder;
+
+/// Sync every object at least this often: a loop is woken by its own watches but reads
+/// the shared caches, a separate watch that may not have delivered the triggering change
+/// yet; the next sync sees it.
+const RESYNC: Duration = Duration::from_secs(10);
+
+/// The `Controller` settings of the workload loops: a short debounce, so a burst of child
+/// events makes one sync and the shared caches have usually caught up by then.
+pub(crate) fn controller_config() -> Config {
+    Config::default().debounce(Duration::from_millis(200))
+}
+
+/// When to sync again: when the plan asks, and at the latest after [`RESYNC`].
+pub(crate) fn next_sync(requeue_after: Option<Duration>) -> Action {
+    Action::requeue(requeue_after.map_or(RESYNC, |d| d.min(RESYNC)))
+}
 
 /// The cached objects of `namespace`, cloned so planners can take slices.
 pub(crate) fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<K>
