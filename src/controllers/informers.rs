@@ -3,18 +3,20 @@
 //! their triggers from their own `Controller` watches.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
 /// The caches the workload controllers read.
@@ -25,6 +27,13 @@ pub struct Informers {
     pub nodes: Store<Node>,
     /// Node leases (`kube-node-lease`).
     pub leases: Store<Lease>,
+    pub controller_revisions: Store<ControllerRevision>,
+    pub claims: Store<PersistentVolumeClaim>,
+    pub jobs: Store<Job>,
+    /// Set once every cache holds a full list. Loops wait on this rather than on the
+    /// stores: a store's readiness signal wakes only one of several concurrent waiters
+    /// (kube-runtime's `DelayedInit` keeps a single waker), which left loops unstarted.
+    synced: Arc<OnceCell<()>>,
 }
 
 impl Informers {
@@ -35,15 +44,27 @@ impl Informers {
             replicasets: cache(Api::all(client.clone()), set),
             nodes: cache(Api::all(client.clone()), set),
             leases: cache(Api::namespaced(client.clone(), "kube-node-lease"), set),
+            controller_revisions: cache(Api::all(client.clone()), set),
+            claims: cache(Api::all(client.clone()), set),
+            jobs: cache(Api::all(client.clone()), set),
+            synced: Arc::new(OnceCell::new()),
         }
     }
 
-    /// Wait until every cache holds a full list.
+    /// Wait until every cache holds a full list. Safe to call from many loops at once:
+    /// only the first waits on the stores, the others on it.
     pub async fn ready(&self) {
+        self.synced.get_or_init(|| self.wait_for_stores()).await;
+    }
+
+    async fn wait_for_stores(&self) {
         let _ = self.pods.wait_until_ready().await;
         let _ = self.replicasets.wait_until_ready().await;
         let _ = self.nodes.wait_until_ready().await;
         let _ = self.leases.wait_until_ready().await;
+        let _ = self.controller_revisions.wait_until_ready().await;
+        let _ = self.claims.wait_until_ready().await;
+        let _ = self.jobs.wait_until_ready().await;
     }
 }
 

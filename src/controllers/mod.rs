@@ -6,17 +6,28 @@
 //! [`spawn`] starts every loop under a supervisor that logs failures and restarts the loop
 //! with a backoff; a loop never takes the server down.
 
+pub mod cron;
+pub mod cronjob;
+pub mod cronjob_plan;
+pub mod daemonset;
+pub mod daemonset_plan;
 pub mod deployment;
 pub mod deployment_plan;
 pub mod garbagecollector;
 pub mod garbagecollector_plan;
 pub mod informers;
+pub mod job;
+pub mod job_plan;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod pod_util;
 pub mod replicaset;
 pub mod replicaset_plan;
 pub mod serviceaccount;
+pub mod statefulset;
+pub mod statefulset_plan;
+pub mod workload;
+pub mod workload_loop;
 
 use std::future::Future;
 use std::time::Duration;
@@ -85,6 +96,20 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     );
     set.spawn(supervise("nodelifecycle", move || {
         nodelifecycle::run(c.clone(), i.clone(), grace)
+    }));
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("daemonset", move || {
+        daemonset::run(c.clone(), i.clone())
+    }));
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("statefulset", move || {
+        statefulset::run(c.clone(), i.clone())
+    }));
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("job", move || job::run(c.clone(), i.clone())));
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("cronjob", move || {
+        cronjob::run(c.clone(), i.clone())
     }));
     set
 }

@@ -116,7 +116,7 @@ pub fn desired_taints(node: &Node, health: Health, now: DateTime<Utc>) -> Vec<Ta
                 effect: effect.into(),
                 value: None,
                 // Only NoExecute taints carry the time (tolerationSeconds count from it).
-                time_added: (effect == "NoExecute").then(|| Time(now)),
+                time_added: (effect == "NoExecute").then_some(Time(now)),
             });
         }
     }
@@ -181,7 +181,6 @@ pub async fn run(
 ) -> Result<(), ControllerError> {
     informers.ready().await;
     let leases: Store<Lease> = informers.leases.clone();
-    let _ = leases.wait_until_ready().await;
     let recorder = Recorder::new(client.clone(), "node-controller");
     let evictions = Recorder::new(client.clone(), "taint-eviction-controller");
     let grace =
@@ -471,15 +470,19 @@ mod tests {
             value: None,
         };
         assert_eq!(
-            eviction_time(&pod(vec![]), &[taint.clone()], at(120)),
+            eviction_time(&pod(vec![]), std::slice::from_ref(&taint), at(120)),
             Some(at(120))
         );
         assert_eq!(
-            eviction_time(&pod(vec![tol(Some(300))]), &[taint.clone()], at(120)),
+            eviction_time(
+                &pod(vec![tol(Some(300))]),
+                std::slice::from_ref(&taint),
+                at(120)
+            ),
             Some(at(400))
         );
         assert_eq!(
-            eviction_time(&pod(vec![tol(None)]), &[taint.clone()], at(120)),
+            eviction_time(&pod(vec![tol(None)]), std::slice::from_ref(&taint), at(120)),
             None
         );
         let everything = Toleration {
@@ -487,7 +490,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            eviction_time(&pod(vec![everything]), &[taint.clone()], at(120)),
+            eviction_time(
+                &pod(vec![everything]),
+                std::slice::from_ref(&taint),
+                at(120)
+            ),
             None
         );
         let no_schedule = Taint {

@@ -44,7 +44,23 @@ pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: DateTime<Utc>) -
     }
 }
 
-fn phase(pod: &Pod) -> &str {
+/// When a ready pod that is not yet available becomes available, so the loop can look
+/// again then (`None` if it is not ready, already available, or carries no ready time).
+pub fn available_at(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if min_ready_seconds <= 0 || is_pod_available(pod, min_ready_seconds, now) {
+        return None;
+    }
+    let cond = ready_condition(pod).filter(|c| c.status == "True")?;
+    let since = cond.last_transition_time.as_ref()?.0;
+    Some(since + chrono::Duration::seconds(i64::from(min_ready_seconds) + 1))
+}
+
+/// The pod's `status.phase` (empty when it has none yet).
+pub fn pod_phase(pod: &Pod) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
@@ -53,7 +69,7 @@ fn phase(pod: &Pod) -> &str {
 
 /// Whether the pod still counts as a replica: not `Succeeded`/`Failed` and not being deleted.
 pub fn is_pod_active(pod: &Pod) -> bool {
-    !matches!(phase(pod), "Succeeded" | "Failed") && pod.metadata.deletion_timestamp.is_none()
+    !matches!(pod_phase(pod), "Succeeded" | "Failed") && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// The owner reference with `controller: true`, if any.
@@ -62,6 +78,17 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .as_ref()?
         .iter()
         .find(|r| r.controller == Some(true))
+}
+
+/// Whether the pod is being deleted (it has a deletion timestamp).
+pub fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+/// Whether `meta`'s controller reference carries `uid` (the owner's kind and name are
+/// implied by the UID).
+pub fn is_controlled_by_uid(meta: &ObjectMeta, uid: &str) -> bool {
+    controller_of(meta).is_some_and(|r| r.uid == uid)
 }
 
 /// Whether `meta`'s controller reference points at the object of `kind` named `name` (and,
@@ -103,7 +130,7 @@ fn node_name(pod: &Pod) -> &str {
 }
 
 fn phase_ordinal(pod: &Pod) -> u8 {
-    match phase(pod) {
+    match pod_phase(pod) {
         "Unknown" => 1,
         "Running" => 2,
         _ => 0,
@@ -275,6 +302,18 @@ pub(crate) mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    #[test]
+    fn available_at_is_when_min_ready_seconds_have_passed() {
+        let ready10s = pod("a", 0, "n1", "Running", Some(0));
+        let now = t(10);
+        assert!(is_pod_available(&ready10s, 9, now));
+        assert!(!is_pod_available(&ready10s, 10, now));
+        assert_eq!(available_at(&ready10s, 30, now), Some(t(31)));
+        assert_eq!(available_at(&ready10s, 5, now), None);
+        let not_ready = pod("b", 0, "n1", "Running", None);
+        assert_eq!(available_at(&not_ready, 30, now), None);
     }
 
     fn names(pods: &[&Pod]) -> Vec<String> {

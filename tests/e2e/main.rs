@@ -3,6 +3,7 @@
 mod harness;
 
 mod apply;
+mod batch;
 mod crash;
 mod errors;
 mod gc;
