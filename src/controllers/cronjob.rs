@@ -48,7 +48,7 @@ pub async fn run(client: kube::Client, informers: Informers) -> Result<(), Contr
         Api::<CronJob>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Job>::all(client), watcher::Config::default())
+    .owns_stream(ctx.informers.jobs.changes())
     .with_config(controller_config())
     .run(reconcile, retry_later, ctx)
     .for_each(|_| async {})

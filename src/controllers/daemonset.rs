@@ -48,20 +48,16 @@ pub async fn run(client: kube::Client, informers: Informers) -> Result<(), Contr
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+    .owns_stream(ctx.informers.pods.changes())
     .with_config(controller_config());
     let sets = controller.store();
     controller
-        .watches(
-            Api::<Node>::all(client),
-            watcher::Config::default(),
-            move |_node: Node| {
-                sets.state()
-                    .iter()
-                    .map(|ds| ObjectRef::from_obj(ds.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(ctx.informers.nodes.changes(), move |_node: Node| {
+            sets.state()
+                .iter()
+                .map(|ds| ObjectRef::from_obj(ds.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .run(reconcile, retry_later, ctx)
         .for_each(|_| async {})
         .await;

@@ -38,7 +38,7 @@ pub async fn run(client: kube::Client, informers: Informers) -> Result<(), Contr
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
+    .owns_stream(ctx.informers.replicasets.changes())
     .run(reconcile, retry_later, ctx)
     .for_each(|_| async {})
     .await;

@@ -1,12 +1,14 @@
 //! Shared read caches: one watcher per kind feeds a kube-rs reflector store that every
-//! loop reads, so the controllers keep one copy of the pods, not one each. Loops still get
-//! their triggers from their own `Controller` watches.
+//! loop reads, so the controllers keep one copy of the pods, not one each. Each cache also
+//! fans out the changes it applied ([`Cache::changes`]); loops take their triggers from
+//! there, so a loop woken by a change always reads a cache that already holds it.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -16,20 +18,27 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use tokio::sync::OnceCell;
+use tokio::sync::{broadcast, OnceCell};
 use tokio::task::JoinSet;
+
+/// Changes a slow subscriber may fall behind before it skips some (it is told, and the
+/// loops also resync on their own timers).
+const CHANGE_BUFFER: usize = 4096;
+
+/// Where nodes keep their heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// The caches the workload controllers read.
 #[derive(Clone)]
 pub struct Informers {
-    pub pods: Store<Pod>,
-    pub replicasets: Store<ReplicaSet>,
-    pub nodes: Store<Node>,
+    pub pods: Cache<Pod>,
+    pub replicasets: Cache<ReplicaSet>,
+    pub nodes: Cache<Node>,
     /// Node leases (`kube-node-lease`).
-    pub leases: Store<Lease>,
-    pub controller_revisions: Store<ControllerRevision>,
-    pub claims: Store<PersistentVolumeClaim>,
-    pub jobs: Store<Job>,
+    pub leases: Cache<Lease>,
+    pub controller_revisions: Cache<ControllerRevision>,
+    pub claims: Cache<PersistentVolumeClaim>,
+    pub jobs: Cache<Job>,
     /// Set once every cache holds a full list. Loops wait on this rather than on the
     /// stores: a store's readiness signal wakes only one of several concurrent waiters
     /// (kube-runtime's `DelayedInit` keeps a single waker), which left loops unstarted.
@@ -37,16 +46,16 @@ pub struct Informers {
 }
 
 impl Informers {
-    /// Start the watchers (as tasks in `set`) and return their stores.
+    /// Start the watchers (as tasks in `set`) and return their caches.
     pub fn start(client: &kube::Client, set: &mut JoinSet<()>) -> Informers {
         Informers {
-            pods: cache(Api::all(client.clone()), set),
-            replicasets: cache(Api::all(client.clone()), set),
-            nodes: cache(Api::all(client.clone()), set),
-            leases: cache(Api::namespaced(client.clone(), "kube-node-lease"), set),
-            controller_revisions: cache(Api::all(client.clone()), set),
-            claims: cache(Api::all(client.clone()), set),
-            jobs: cache(Api::all(client.clone()), set),
+            pods: Cache::start(Api::all(client.clone()), set),
+            replicasets: Cache::start(Api::all(client.clone()), set),
+            nodes: Cache::start(Api::all(client.clone()), set),
+            leases: Cache::start(Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE), set),
+            controller_revisions: Cache::start(Api::all(client.clone()), set),
+            claims: Cache::start(Api::all(client.clone()), set),
+            jobs: Cache::start(Api::all(client.clone()), set),
             synced: Arc::new(OnceCell::new()),
         }
     }
@@ -68,7 +77,30 @@ impl Informers {
     }
 }
 
-fn cache<K>(api: Api<K>, set: &mut JoinSet<()>) -> Store<K>
+/// One kind's shared cache: the reflector store (reachable through `Deref`) and the
+/// changes it applied, in order.
+pub struct Cache<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    changes: broadcast::Sender<Arc<K>>,
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> Clone for Cache<K> {
+    fn clone(&self) -> Self {
+        Cache {
+            store: self.store.clone(),
+            changes: self.changes.clone(),
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> Deref for Cache<K> {
+    type Target = Store<K>;
+    fn deref(&self) -> &Store<K> {
+        &self.store
+    }
+}
+
+impl<K> Cache<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -78,20 +110,58 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer);
-    set.spawn(async move {
-        stream
-            .for_each(|event| async move {
-                if let Err(e) = event {
-                    tracing::debug!(kind = %K::kind(&()), error = %e, "informer watch error");
+    /// Watch `api` in a task of `set`, keeping the store and announcing every change after
+    /// the store holds it.
+    fn start(api: Api<K>, set: &mut JoinSet<()>) -> Cache<K> {
+        let (reader, writer) = reflector::store();
+        let (changes, _) = broadcast::channel(CHANGE_BUFFER);
+        let sender = changes.clone();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer);
+        set.spawn(async move {
+            stream
+                .for_each(|event| {
+                    match event {
+                        Ok(
+                            watcher::Event::Apply(obj)
+                            | watcher::Event::Delete(obj)
+                            | watcher::Event::InitApply(obj),
+                        ) => {
+                            // No subscriber yet is fine: nobody to wake.
+                            let _ = sender.send(Arc::new(obj));
+                        }
+                        Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                        Err(e) => {
+                            tracing::debug!(kind = %K::kind(&()), error = %e, "informer watch error")
+                        }
+                    }
+                    std::future::ready(())
+                })
+                .await;
+        });
+        Cache {
+            store: reader,
+            changes,
+        }
+    }
+
+    /// The objects this cache changes from now on (added, modified or deleted), each
+    /// yielded once the store holds the change: a trigger stream for
+    /// `Controller::owns_stream` / `watches_stream`.
+    pub fn changes(&self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+        futures::stream::unfold(self.changes.subscribe(), |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(obj) => return Some((Ok(K::clone(&obj)), rx)),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(kind = %K::kind(&()), missed, "a controller fell behind its cache; skipped changes wait for its resync")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-            })
-            .await;
-    });
-    reader
+            }
+        })
+    }
 }
 
 /// How long a loop waits for its own writes to show up in the caches before acting again

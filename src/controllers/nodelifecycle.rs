@@ -16,11 +16,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use serde_json::json;
 
-use super::informers::Informers;
+use super::informers::{Informers, NODE_LEASE_NAMESPACE};
 use super::ControllerError;
 use crate::client::events::{reference, EventType, Recorder};
 
@@ -180,7 +180,6 @@ pub async fn run(
     grace: Duration,
 ) -> Result<(), ControllerError> {
     informers.ready().await;
-    let leases: Store<Lease> = informers.leases.clone();
     let recorder = Recorder::new(client.clone(), "node-controller");
     let evictions = Recorder::new(client.clone(), "taint-eviction-controller");
     let grace =
@@ -200,10 +199,9 @@ pub async fn run(
         }
         for node in &nodes {
             let name = node.name_any();
-            let lease = leases
-                .state()
-                .into_iter()
-                .find(|l| l.metadata.name.as_deref() == Some(name.as_str()));
+            let lease = informers
+                .leases
+                .get(&ObjectRef::new(&name).within(NODE_LEASE_NAMESPACE));
             let health = node_health(node, lease.as_deref(), now, grace);
             let previous = last_health.insert(name.clone(), health);
             if health == Health::Unknown {

@@ -44,7 +44,7 @@ pub async fn run(client: kube::Client, informers: Informers) -> Result<(), Contr
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client), watcher::Config::default())
+    .owns_stream(ctx.informers.pods.changes())
     .run(reconcile, retry_later, ctx)
     .for_each(|_| async {})
     .await;

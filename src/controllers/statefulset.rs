@@ -47,7 +47,7 @@ pub async fn run(client: kube::Client, informers: Informers) -> Result<(), Contr
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client), watcher::Config::default())
+    .owns_stream(ctx.informers.pods.changes())
     .with_config(controller_config())
     .run(reconcile, retry_later, ctx)
     .for_each(|_| async {})

@@ -371,8 +371,40 @@ impl Drop for Simulator {
     }
 }
 
+impl Server {
+    /// When a test fails, print what a person debugging it would look at first: the
+    /// cluster's objects and events, and the ends of the server's and simulators' logs.
+    fn report_failure(&self) {
+        if self.child.is_some() {
+            let state = self.kubectl(&["get", "all,events", "-A", "-o", "wide"]);
+            eprintln!(
+                "==== cluster state at failure ====\n{}{}",
+                String::from_utf8_lossy(&state.stdout),
+                String::from_utf8_lossy(&state.stderr)
+            );
+        }
+        let mut logs = vec![self.dir.path().join("server.log")];
+        for n in 0..self.simulators.load(std::sync::atomic::Ordering::SeqCst) {
+            logs.push(self.dir.path().join(format!("simulate-{n}.log")));
+        }
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "==== last lines of {} ====\n{}",
+                log.display(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.report_failure();
+        }
         if let Some(mut c) = self.child.take() {
             // SIGTERM first for a clean shutdown, then make sure.
             unsafe_kill(c.id(), 15);
