@@ -135,7 +135,8 @@ impl Used {
         if let Some(ip) = spec["clusterIP"].as_str() {
             ips.push(ip);
         }
-        self.ips.extend(ips.into_iter().filter_map(|s| s.parse::<Ipv4Addr>().ok()));
+        self.ips
+            .extend(ips.into_iter().filter_map(|s| s.parse::<Ipv4Addr>().ok()));
         for p in spec["ports"].as_array().into_iter().flatten() {
             if let Some(np) = p["nodePort"].as_i64().filter(|n| *n != 0) {
                 self.ports.insert(np);
@@ -230,9 +231,9 @@ impl ServiceAllocator {
             if old_ip.is_some() {
                 // Already allocated; a change is validation's "may not change once set".
             } else if requested.is_empty() {
-                let ip = self
-                    .next_ip(used)
-                    .ok_or_else(|| AllocError::Internal("failed to allocate a serviceIP: range is full".into()))?;
+                let ip = self.next_ip(used).ok_or_else(|| {
+                    AllocError::Internal("failed to allocate a serviceIP: range is full".into())
+                })?;
                 svc["spec"]["clusterIP"] = json!(ip.to_string());
                 svc["spec"]["clusterIPs"] = json!([ip.to_string()]);
             } else if let Ok(ip) = requested.parse::<Ipv4Addr>() {
@@ -299,7 +300,9 @@ impl ServiceAllocator {
                     let np = match by_port.get(&port) {
                         Some(np) => *np,
                         None => self.next_port(used, &taken_here).ok_or_else(|| {
-                            AllocError::Internal("failed to allocate a nodePort: range is full".into())
+                            AllocError::Internal(
+                                "failed to allocate a nodePort: range is full".into(),
+                            )
                         })?,
                     };
                     by_port.insert(port, np);
@@ -339,7 +342,9 @@ impl ServiceAllocator {
     fn check_port(&self, np: i64, used: &Used, field: &str) -> Option<FieldError> {
         let (lo, hi) = self.node_ports;
         let detail = if !(lo..=hi).contains(&np) {
-            format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}")
+            format!(
+                "provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
+            )
         } else if used.ports.contains(&np) {
             "provided port is already allocated".to_string()
         } else {
@@ -641,7 +646,8 @@ mod tests {
             vec!["spec.clusterIPs: Invalid value: []string{\"10.44.0.5\"}: failed to allocate IP 10.44.0.5: the provided IP (10.44.0.5) is not in the valid range. The range of valid IPs is 10.43.0.0/16"]
         );
         let mut s = svc(json!({"clusterIP": "10.43.0.10", "ports": [{"port": 53}]}));
-        a.allocate(&mut s, None, &used).expect("DNS IP may be requested");
+        a.allocate(&mut s, None, &used)
+            .expect("DNS IP may be requested");
         assert_eq!(s["spec"]["clusterIP"], "10.43.0.10");
     }
 
@@ -671,7 +677,9 @@ mod tests {
         assert_eq!(nps[0], nps[1]);
         assert_ne!(nps[0], nps[2]);
         assert!(nps.iter().all(|n| (30000..=32767).contains(n)));
-        let mut lb = svc(json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}));
+        let mut lb = svc(
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}),
+        );
         a.allocate(&mut lb, None, &used).unwrap();
         assert!(lb["spec"]["ports"][0]["nodePort"].as_i64().is_some());
         assert!(lb["spec"]["healthCheckNodePort"].as_i64().is_some());
@@ -685,7 +693,9 @@ mod tests {
         let a = alloc();
         let mut used = Used::default();
         used.ports.insert(30080);
-        let mut s = svc(json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}, {"name": "b", "port": 81, "nodePort": 80}]}));
+        let mut s = svc(
+            json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}, {"name": "b", "port": 81, "nodePort": 80}]}),
+        );
         assert_eq!(
             messages(a.allocate(&mut s, None, &used).unwrap_err()),
             vec![
@@ -728,8 +738,10 @@ mod tests {
     #[test]
     fn used_counts_ips_and_ports() {
         let mut u = Used::default();
-        u.add(&svc(json!({"clusterIP": "10.43.5.5", "clusterIPs": ["10.43.5.5"], "type": "NodePort",
-            "ports": [{"port": 80, "nodePort": 31000}], "healthCheckNodePort": 31001})));
+        u.add(&svc(
+            json!({"clusterIP": "10.43.5.5", "clusterIPs": ["10.43.5.5"], "type": "NodePort",
+            "ports": [{"port": 80, "nodePort": 31000}], "healthCheckNodePort": 31001}),
+        ));
         assert!(u.ips.contains(&"10.43.5.5".parse().unwrap()));
         assert_eq!(u.ports, HashSet::from([31000, 31001]));
     }

@@ -8,6 +8,10 @@
 
 pub mod deployment;
 pub mod deployment_plan;
+pub mod endpoints;
+pub mod endpoints_plan;
+pub mod endpointslice;
+pub mod endpointslice_plan;
 pub mod informers;
 pub mod namespace;
 pub mod pod_util;
@@ -59,6 +63,12 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     let ca = settings.root_ca_pem.clone();
     set.spawn(supervise("serviceaccount", move || {
         serviceaccount::run(c.clone(), ca.clone())
+    }));
+    let c = client.clone();
+    set.spawn(supervise("endpoints", move || endpoints::run(c.clone())));
+    let c = client.clone();
+    set.spawn(supervise("endpointslice", move || {
+        endpointslice::run(c.clone())
     }));
     let informers = informers::Informers::start(&client, &mut set);
     let (c, i) = (client.clone(), informers.clone());

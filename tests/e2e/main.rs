@@ -8,4 +8,5 @@ mod errors;
 mod get;
 mod mutate;
 mod server;
+mod services;
 mod workloads;
