@@ -13,6 +13,7 @@ pub mod protobuf;
 pub mod request;
 pub mod selector;
 pub mod server;
+pub mod services;
 pub mod status;
 pub mod table;
 pub mod versions;
@@ -36,6 +37,20 @@ use crate::store::Store;
 pub struct ApiConfig {
     /// The address clients are told to use (`serverAddressByClientCIDRs`).
     pub advertise_address: String,
+    /// Where Service cluster IPs come from (`--service-cidr`).
+    pub service_cidr: services::Ipv4Cidr,
+    /// Inclusive NodePort range (`--service-node-port-range`).
+    pub service_node_ports: (i64, i64),
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            advertise_address: "127.0.0.1:6443".into(),
+            service_cidr: services::DEFAULT_SERVICE_CIDR,
+            service_node_ports: services::DEFAULT_NODE_PORTS,
+        }
+    }
 }
 
 /// The API server's shared state.
@@ -46,6 +61,8 @@ pub struct ApiServer {
     pub tokens: auth::TokenAuthenticator,
     pub config: ApiConfig,
     pub started: Instant,
+    /// Service cluster IP and node port allocation (serializes Service writes).
+    pub services: services::ServiceAllocator,
 }
 
 impl ApiServer {
@@ -60,6 +77,10 @@ impl ApiServer {
             store,
             openapi: openapi::OpenApi::build(),
             tokens,
+            services: services::ServiceAllocator::from_parts(
+                config.service_cidr,
+                config.service_node_ports,
+            ),
             config,
             started: Instant::now(),
         }))

@@ -323,7 +323,46 @@ fn gvk_tuple(r: &ResourceInfo) -> (&'static str, &'static str, &'static str) {
     (r.group, r.version, r.kind)
 }
 
+fn is_service(r: &ResourceInfo) -> bool {
+    r.group.is_empty() && r.kind == "Service"
+}
+
 impl ApiServer {
+    /// Service writes that may allocate are serialized, so two never pick the same IP or
+    /// port (the guard is held until the write is durable).
+    async fn lock_services(
+        &self,
+        r: &ResourceInfo,
+        sub: Option<&str>,
+    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if is_service(r) && sub.is_none() {
+            Some(self.services.lock().await)
+        } else {
+            None
+        }
+    }
+
+    /// Fill in `svc`'s cluster IP and node ports from what the stored Services leave free.
+    fn allocate_service(
+        &self,
+        r: &ResourceInfo,
+        svc: &mut Value,
+        old: Option<&Value>,
+        key: Option<&str>,
+    ) -> ApiResult<()> {
+        let name = meta_str(svc, "name").unwrap_or("").to_string();
+        let used = self
+            .services
+            .used(self.store.as_ref(), key)
+            .map_err(|e| store_error(r, &name, e))?;
+        self.services
+            .allocate(svc, old, &used)
+            .map_err(|e| match e {
+                super::services::AllocError::Invalid(errs) => invalid(r, &name, &errs),
+                super::services::AllocError::Internal(m) => ApiError::Internal(m),
+            })
+    }
+
     /// Read one object, consistently with every acknowledged write.
     pub(crate) async fn read_object(&self, key: &str) -> Option<Value> {
         self.cache.sync().await;
@@ -581,6 +620,10 @@ impl ApiServer {
             ));
         }
         reset_status_on_create(r, &mut obj);
+        let _allocating = self.lock_services(r, None).await;
+        if is_service(r) {
+            self.allocate_service(r, &mut obj, None, None)?;
+        }
         if r.kind == "Pod" {
             // Admission (DefaultTolerationSeconds): pods tolerate a not-ready or
             // unreachable node for 300 s before eviction.
@@ -832,6 +875,10 @@ impl ApiServer {
             }
         }
         reset_status_on_create(r, &mut obj);
+        let _allocating = self.lock_services(r, None).await;
+        if is_service(r) {
+            self.allocate_service(r, &mut obj, None, None)?;
+        }
         let mut warnings = Vec::new();
         let mut obj = canonicalize(r, obj, None, field_validation(q)?, &[], &mut warnings)?;
         if let Some(mf) = managed {
@@ -879,6 +926,7 @@ impl ApiServer {
         let key = object_key(r, p.namespace.as_deref(), &name);
         let mode = field_validation(q)?;
         let sub = p.subresource.as_deref();
+        let _allocating = self.lock_services(r, sub).await;
         for _ in 0..WRITE_RETRIES {
             let kv = self
                 .store
@@ -899,6 +947,9 @@ impl ApiServer {
             };
             let mut warnings = Vec::new();
             let mut next = merge_for_update(r, sub, &current, desired);
+            if is_service(r) && sub.is_none() {
+                self.allocate_service(r, &mut next, Some(&current), Some(&key))?;
+            }
             next = canonicalize(r, next, Some(&current), mode, duplicates, &mut warnings)?;
             if tracks_generation(r) && spec_part(&next) != spec_part(&current) {
                 let g = meta(&current)

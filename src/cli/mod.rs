@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod kubectl;
+pub mod kubernetes_service;
 pub mod server;
 
 pub use server::{init_logging, shutdown_signal};

@@ -47,6 +47,9 @@ pub struct ServerArgs {
     /// IPv4 network CIDR to use for service IPs.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: String,
+    /// Port range to reserve for services with NodePort visibility.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
     /// IPv4 cluster IP for the DNS service.
     #[arg(long, default_value = "10.43.0.10")]
     pub cluster_dns: IpAddr,
@@ -79,6 +82,8 @@ pub enum ServerError {
     BadMode(String),
     #[error("--service-cidr {0:?} is not an IPv4 CIDR")]
     BadServiceCidr(String),
+    #[error(transparent)]
+    ServiceRanges(#[from] api::services::ConfigError),
     #[error("creating {path}: {source}")]
     Io {
         path: PathBuf,
@@ -177,10 +182,25 @@ async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), Serv
         tokens,
         api::ApiConfig {
             advertise_address: format!("{advertise}:{}", args.https_listen_port),
+            service_cidr: api::services::Ipv4Cidr::parse(&args.service_cidr)?,
+            service_node_ports: api::services::parse_node_port_range(
+                &args.service_node_port_range,
+            )?,
         },
     )
     .await?;
     bootstrap(&api).await?;
+    super::kubernetes_service::reconcile(
+        &api,
+        &service_ip.to_string(),
+        &advertise,
+        args.https_listen_port,
+    )
+    .await
+    .map_err(|e| ServerError::Bootstrap {
+        name: "kubernetes Service".into(),
+        message: e.to_string(),
+    })?;
     let controller_client =
         crate::client::in_process(api.clone(), api::UserInfo::controller_manager());
     let scheduler_client = crate::client::in_process(api.clone(), api::UserInfo::scheduler());

@@ -17,6 +17,7 @@ async fn api_server(dir: &std::path::Path) -> Arc<ApiServer> {
     let store: Arc<dyn Store> = SledStore::open(dir, SledOptions::default()).expect("open store");
     let config = ApiConfig {
         advertise_address: "127.0.0.1:6443".into(),
+        ..Default::default()
     };
     ApiServer::new(store, Default::default(), config)
         .await

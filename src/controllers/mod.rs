@@ -13,6 +13,10 @@ pub mod daemonset;
 pub mod daemonset_plan;
 pub mod deployment;
 pub mod deployment_plan;
+pub mod endpoints;
+pub mod endpoints_plan;
+pub mod endpointslice;
+pub mod endpointslice_plan;
 pub mod garbagecollector;
 pub mod garbagecollector_plan;
 pub mod informers;
@@ -79,6 +83,12 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     let c = client.clone();
     set.spawn(supervise("garbagecollector", move || {
         garbagecollector::run(c.clone())
+    }));
+    let c = client.clone();
+    set.spawn(supervise("endpoints", move || endpoints::run(c.clone())));
+    let c = client.clone();
+    set.spawn(supervise("endpointslice", move || {
+        endpointslice::run(c.clone())
     }));
     let informers = informers::Informers::start(&client, &mut set);
     let (c, i) = (client.clone(), informers.clone());
