@@ -180,6 +180,7 @@ async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), Serv
         },
     )
     .await?;
+    api.enable_service_account_tokens(pki.service_account_key_pem())?;
     bootstrap(&api).await?;
     let controller_client =
         crate::client::in_process(api.clone(), api::UserInfo::controller_manager());

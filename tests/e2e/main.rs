@@ -10,4 +10,5 @@ mod gc;
 mod get;
 mod mutate;
 mod server;
+mod tokens;
 mod workloads;
