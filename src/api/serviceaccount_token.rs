@@ -675,15 +675,14 @@ impl ApiServer {
                         }
                         // The node a scheduled pod runs on goes into the claims too; only
                         // its name when the Node object is gone.
-                        let node = match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())
-                        {
-                            Some(node_name) => Some(
+                        let node = pod["spec"]["nodeName"]
+                            .as_str()
+                            .filter(|n| !n.is_empty())
+                            .map(|node_name| {
                                 self.cached_core("nodes", None, node_name)
                                     .map(|n| ObjectRef::of(&n))
-                                    .unwrap_or_else(|| ObjectRef::new(node_name, "")),
-                            ),
-                            None => None,
-                        };
+                                    .unwrap_or_else(|| ObjectRef::new(node_name, ""))
+                            });
                         let b = BoundObject::Pod {
                             pod: ObjectRef::of(&pod),
                             node,
