@@ -1,16 +1,23 @@
 //! Authentication: client certificates (verified by TLS against the client CA) and bearer
-//! tokens from a static token file in kube-apiserver's CSV format
-//! (`token,user,uid,"group1,group2"`). Authorization is allow-all for authenticated users
-//! for now (RBAC objects are stored but not yet enforced).
+//! tokens, either from a static token file in kube-apiserver's CSV format
+//! (`token,user,uid,"group1,group2"`) or service-account JWTs signed by this server
+//! (`serviceaccount_token.rs` verifies them). Authorization is allow-all for authenticated
+//! users for now (RBAC objects are stored but not yet enforced).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+use super::serviceaccount_token::{self, looks_like_jwt};
 
 /// Who is making a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {
     pub name: String,
     pub groups: Vec<String>,
+    /// The user's uid (a service account's uid; empty for certificates).
+    pub uid: String,
+    /// Extra attributes (`authentication.kubernetes.io/pod-name`, …).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -22,6 +29,8 @@ impl UserInfo {
         UserInfo {
             name: name.into(),
             groups,
+            uid: String::new(),
+            extra: BTreeMap::new(),
         }
     }
 
@@ -114,7 +123,9 @@ impl TokenAuthenticator {
                         .collect()
                 })
                 .unwrap_or_default();
-            tokens.insert(fields[0].clone(), UserInfo::new(fields[1].clone(), groups));
+            let mut user = UserInfo::new(fields[1].clone(), groups);
+            user.uid = fields[2].clone();
+            tokens.insert(fields[0].clone(), user);
         }
         Ok(TokenAuthenticator { tokens })
     }
@@ -124,8 +135,52 @@ impl TokenAuthenticator {
     }
 
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<UserInfo> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        self.lookup(bearer_token(authorization)?)
+    }
+
+    /// The user of a static token.
+    pub fn lookup(&self, token: &str) -> Option<UserInfo> {
         self.tokens.get(token).cloned()
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
+pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+impl super::ApiServer {
+    /// The user a bearer token names: a static token, else a service-account token for the
+    /// API server's audience. `None` (401) otherwise.
+    pub fn authenticate_bearer(&self, authorization: Option<&str>) -> Option<UserInfo> {
+        let token = bearer_token(authorization)?;
+        self.authenticate_token(token, &[serviceaccount_token::ISSUER.to_string()])
+            .ok()
+            .map(|(user, _)| user)
+    }
+
+    /// Authenticates a bearer token for `audiences` (what TokenReview asks). Static tokens
+    /// are valid for any audience. The error says why a service-account token was refused.
+    pub fn authenticate_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<(UserInfo, Vec<String>), String> {
+        if let Some(user) = self.tokens.lookup(token) {
+            return Ok((user, audiences.to_vec()));
+        }
+        if !looks_like_jwt(token) {
+            return Err("invalid bearer token".into());
+        }
+        match self.authenticate_service_account_token(token, audiences) {
+            Ok((info, matched)) => Ok((info.user_info(), matched)),
+            Err(e) => {
+                tracing::debug!(error = %e, "service-account token refused");
+                Err(format!("invalid bearer token, {e}"))
+            }
+        }
     }
 }
 
@@ -157,6 +212,9 @@ mod tests {
         assert_eq!(a.authenticate(Some("Bearer xyz")).unwrap().name, "bob");
         assert!(a.authenticate(Some("Bearer nope")).is_none());
         assert!(a.authenticate(None).is_none());
+        assert_eq!(a.authenticate(Some("bearer abc")).unwrap().uid, "1");
+        assert!(a.authenticate(Some("Bearer ")).is_none());
+        assert!(a.authenticate(Some("Basic abc")).is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `ApiServer::handle` serves in-process callers.
 
 pub mod auth;
+pub mod authentication;
 pub mod body;
 pub mod cache;
 pub mod discovery;
@@ -13,7 +14,11 @@ pub mod protobuf;
 pub mod request;
 pub mod selector;
 pub mod server;
+<<<<<<< HEAD
 pub mod services;
+=======
+pub mod serviceaccount_token;
+>>>>>>> wt-tokens
 pub mod status;
 pub mod table;
 pub mod versions;
@@ -61,8 +66,13 @@ pub struct ApiServer {
     pub tokens: auth::TokenAuthenticator,
     pub config: ApiConfig,
     pub started: Instant,
+<<<<<<< HEAD
     /// Service cluster IP and node port allocation (serializes Service writes).
     pub services: services::ServiceAllocator,
+=======
+    /// Signs and verifies service-account tokens once `enable_service_account_tokens` ran.
+    pub service_account_tokens: std::sync::OnceLock<serviceaccount_token::TokenIssuer>,
+>>>>>>> wt-tokens
 }
 
 impl ApiServer {
@@ -83,6 +93,7 @@ impl ApiServer {
             ),
             config,
             started: Instant::now(),
+            service_account_tokens: Default::default(),
         }))
     }
 
@@ -254,8 +265,15 @@ impl ApiServer {
                 self.list(p, q, accept).await
             }
             (false, None, &Method::POST) => {
-                if r.kind == "SelfSubjectAccessReview" {
-                    return self.self_subject_access_review(bytes, ct()?, user);
+                match r.kind {
+                    "SelfSubjectAccessReview" => {
+                        return self.self_subject_access_review(bytes, ct()?, user)
+                    }
+                    "TokenReview" => return self.create_token_review(ct()?, bytes),
+                    "SelfSubjectReview" => {
+                        return self.create_self_subject_review(ct()?, bytes, user)
+                    }
+                    _ => {}
                 }
                 if !verb_allowed("create") {
                     return Err(not_allowed());
@@ -294,10 +312,11 @@ impl ApiServer {
             }
             (true, Some("scale"), &Method::PATCH) => self.patch(p, q, ct()?, bytes, user).await,
             (true, Some("binding"), &Method::POST) => self.bind(p, bytes, user).await,
+            (true, Some("token"), &Method::POST) => self.create_token(p, ct()?, bytes).await,
             (true, Some("finalize"), &Method::PUT) => self.update(p, q, ct()?, bytes, user).await,
             (
                 true,
-                Some(s @ ("log" | "exec" | "attach" | "portforward" | "eviction" | "token")),
+                Some(s @ ("log" | "exec" | "attach" | "portforward" | "eviction")),
                 _,
             ) => Err(ApiError::NotImplemented(format!(
                 "{}/{s} is not implemented yet: skiff's agent and controllers are not built",

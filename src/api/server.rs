@@ -68,7 +68,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: A
                         .headers()
                         .get(http::header::AUTHORIZATION)
                         .and_then(|v| v.to_str().ok());
-                    let user = cert_user.or_else(|| api.tokens.authenticate(auth));
+                    let user = cert_user.or_else(|| api.authenticate_bearer(auth));
                     Ok::<_, std::convert::Infallible>(api.handle(req, user).await)
                 }
             });

@@ -189,6 +189,7 @@ async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), Serv
         },
     )
     .await?;
+    api.enable_service_account_tokens(pki.service_account_key_pem())?;
     bootstrap(&api).await?;
     super::kubernetes_service::reconcile(
         &api,

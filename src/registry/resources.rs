@@ -206,6 +206,9 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, short: &["pc"], cat: NONE, verbs: RW, sub: NOSUB),
     // authorization.k8s.io/v1
     res!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false, short: NONE, cat: NONE, verbs: &["create"], sub: NOSUB),
+    // authentication.k8s.io/v1 (reviews, never stored)
+    res!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, short: NONE, cat: NONE, verbs: &["create"], sub: NOSUB),
+    res!("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", false, short: NONE, cat: NONE, verbs: &["create"], sub: NOSUB),
 ];
 
 /// The kinds that exist only as subresource or request bodies, never stored.

@@ -11,4 +11,5 @@ mod get;
 mod mutate;
 mod server;
 mod services;
+mod tokens;
 mod workloads;
