@@ -14,11 +14,8 @@ pub mod protobuf;
 pub mod request;
 pub mod selector;
 pub mod server;
-<<<<<<< HEAD
-pub mod services;
-=======
 pub mod serviceaccount_token;
->>>>>>> wt-tokens
+pub mod services;
 pub mod status;
 pub mod table;
 pub mod versions;
@@ -66,13 +63,10 @@ pub struct ApiServer {
     pub tokens: auth::TokenAuthenticator,
     pub config: ApiConfig,
     pub started: Instant,
-<<<<<<< HEAD
     /// Service cluster IP and node port allocation (serializes Service writes).
     pub services: services::ServiceAllocator,
-=======
     /// Signs and verifies service-account tokens once `enable_service_account_tokens` ran.
     pub service_account_tokens: std::sync::OnceLock<serviceaccount_token::TokenIssuer>,
->>>>>>> wt-tokens
 }
 
 impl ApiServer {
