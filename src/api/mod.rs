@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod discovery;
+pub mod eviction;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
@@ -274,6 +275,9 @@ impl ApiServer {
             (true, Some("scale"), &Method::PATCH) => self.patch(p, q, ct()?, bytes, user).await,
             (true, Some("binding"), &Method::POST) => self.bind(p, bytes, user).await,
             (true, Some("finalize"), &Method::PUT) => self.update(p, q, ct()?, bytes, user).await,
+            (true, Some("eviction"), &Method::POST) if r.kind == "Pod" => {
+                self.evict(p, q, ct()?, bytes, user).await
+            }
             (
                 true,
                 Some(s @ ("log" | "exec" | "attach" | "portforward" | "eviction" | "token")),
