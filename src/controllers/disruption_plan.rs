@@ -201,9 +201,9 @@ pub fn count_healthy(pods: &[&Pod], disrupted: &BTreeMap<String, Time>, now: Dat
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
             let name = p.metadata.name.as_deref().unwrap_or("");
-            !disrupted
+            disrupted
                 .get(name)
-                .is_some_and(|at| at.0 + deletion_timeout() > now)
+                .is_none_or(|at| at.0 + deletion_timeout() <= now)
         })
         .filter(|p| is_pod_ready(p))
         .count();
