@@ -343,3 +343,55 @@ fn eviction_subresource_answers_429_dry_run_multiple_budgets_and_no_budget() {
         (!out.status.success()).then_some(())
     });
 }
+
+#[test]
+fn unready_pods_are_evicted_without_spending_a_disruption_while_the_budget_is_healthy() {
+    let s = Server::start();
+    let _nodes = s.simulate(&["--nodes", "3"]);
+    deploy(&s, "api", 3);
+    s.ok(&[
+        "create",
+        "pdb",
+        "api",
+        "--selector=app=api",
+        "--min-available=2",
+    ]);
+    wait_allowed(&s, "api", 1, 1);
+    let running = pods(&s, "api");
+    let (sick, _, _) = running[0].clone();
+    let (well, _, _) = running[1].clone();
+    // The simulated kubelet follows this annotation: the pod turns unready.
+    s.ok(&["annotate", "pod", &sick, "simulate.skiff.io/ready=false"]);
+    let st = wait_allowed(&s, "api", 1, 0);
+    assert_eq!(st["currentHealthy"], 2, "{st}");
+    assert_eq!(st["desiredHealthy"], 2, "{st}");
+
+    // A ready pod may not go: that would leave one healthy pod of the two needed.
+    let (code, body) = s.curl(
+        "POST",
+        &format!("/api/v1/namespaces/default/pods/{well}/eviction"),
+        "application/json",
+        &eviction(&well),
+    );
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(
+        body["details"]["causes"][0]["message"],
+        "The disruption budget api needs 2 healthy pods and has 2 currently"
+    );
+    // The unready one may (IfHealthyBudget): the budget still has its two healthy pods,
+    // and nothing is spent or recorded.
+    let (code, body) = s.curl(
+        "POST",
+        &format!("/api/v1/namespaces/default/pods/{sick}/eviction"),
+        "application/json",
+        &eviction(&sick),
+    );
+    assert_eq!(code, 201, "{body}");
+    let st = pdb_status(&s, "api");
+    assert!(st["disruptedPods"].is_null(), "{st}");
+    eventually(30, "unready pod replaced by a ready one", || {
+        let now = pods(&s, "api");
+        (now.len() == 3 && now.iter().all(|(n, _, ready)| *ready && *n != sick)).then_some(())
+    });
+    wait_allowed(&s, "api", 1, 1);
+}
