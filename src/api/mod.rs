@@ -7,6 +7,7 @@ pub mod authentication;
 pub mod body;
 pub mod cache;
 pub mod discovery;
+pub mod eviction;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
@@ -308,14 +309,15 @@ impl ApiServer {
             (true, Some("binding"), &Method::POST) => self.bind(p, bytes, user).await,
             (true, Some("token"), &Method::POST) => self.create_token(p, ct()?, bytes).await,
             (true, Some("finalize"), &Method::PUT) => self.update(p, q, ct()?, bytes, user).await,
-            (
-                true,
-                Some(s @ ("log" | "exec" | "attach" | "portforward" | "eviction")),
-                _,
-            ) => Err(ApiError::NotImplemented(format!(
-                "{}/{s} is not implemented yet: skiff's agent and controllers are not built",
-                r.plural
-            ))),
+            (true, Some("eviction"), &Method::POST) if r.kind == "Pod" => {
+                self.evict(p, q, ct()?, bytes, user).await
+            }
+            (true, Some(s @ ("log" | "exec" | "attach" | "portforward")), _) => {
+                Err(ApiError::NotImplemented(format!(
+                    "{}/{s} is not implemented yet: skiff's agent and controllers are not built",
+                    r.plural
+                )))
+            }
             _ => Err(not_allowed()),
         }
     }

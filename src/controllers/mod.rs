@@ -13,6 +13,8 @@ pub mod daemonset;
 pub mod daemonset_plan;
 pub mod deployment;
 pub mod deployment_plan;
+pub mod disruption;
+pub mod disruption_plan;
 pub mod endpoints;
 pub mod endpoints_plan;
 pub mod endpointslice;
@@ -120,6 +122,10 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     let (c, i) = (client.clone(), informers.clone());
     set.spawn(supervise("cronjob", move || {
         cronjob::run(c.clone(), i.clone())
+    }));
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("disruption", move || {
+        disruption::run(c.clone(), i.clone())
     }));
     set
 }

@@ -5,6 +5,7 @@ mod harness;
 mod apply;
 mod batch;
 mod crash;
+mod drain;
 mod errors;
 mod gc;
 mod get;
