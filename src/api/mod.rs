@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod discovery;
+pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
@@ -46,6 +47,8 @@ pub struct ApiServer {
     pub tokens: auth::TokenAuthenticator,
     pub config: ApiConfig,
     pub started: Instant,
+    /// The latest node usage reports (`metrics.k8s.io`), in memory only.
+    pub metrics: metrics::MetricsStore,
 }
 
 impl ApiServer {
@@ -62,6 +65,7 @@ impl ApiServer {
             tokens,
             config,
             started: Instant::now(),
+            metrics: metrics::MetricsStore::default(),
         }))
     }
 
@@ -121,6 +125,16 @@ impl ApiServer {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
 
+        if metrics::handles(&path) {
+            let bytes = if metrics::wants_body(&path, &method) {
+                body::read(req.into_body()).await?
+            } else {
+                bytes::Bytes::new()
+            };
+            return self
+                .metrics
+                .serve(&self.cache, &path, &method, &query, &bytes);
+        }
         if let Some(resp) = self.openapi_route(&path, &query, accept) {
             return resp;
         }

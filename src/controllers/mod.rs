@@ -21,6 +21,8 @@ pub mod job_plan;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod pod_util;
+pub mod podautoscaler;
+pub mod podautoscaler_plan;
 pub mod replicaset;
 pub mod replicaset_plan;
 pub mod serviceaccount;
@@ -110,6 +112,10 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     let (c, i) = (client.clone(), informers.clone());
     set.spawn(supervise("cronjob", move || {
         cronjob::run(c.clone(), i.clone())
+    }));
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("podautoscaler", move || {
+        podautoscaler::run(c.clone(), i.clone())
     }));
     set
 }
