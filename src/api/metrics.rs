@@ -55,6 +55,8 @@ const DEFAULT_WINDOW_SECONDS: f64 = 15.0;
 
 /// Resource name to quantity (`cpu`, `memory`), as in metrics-server's JSON.
 pub type Usage = BTreeMap<String, String>;
+/// Object labels.
+pub type Labels = BTreeMap<String, String>;
 
 /// What a node sends: its own usage and its running pods' usage.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -99,7 +101,7 @@ pub struct MetricsMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
+    pub labels: Option<Labels>,
 }
 
 /// metrics.k8s.io `NodeMetrics`.
@@ -180,7 +182,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn labels_of(obj: &Value) -> Option<BTreeMap<String, String>> {
+fn labels_of(obj: &Value) -> Option<Labels> {
     let labels = obj["metadata"]["labels"].as_object()?;
     Some(
         labels
@@ -352,7 +354,7 @@ impl MetricsStore {
             Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?,
             None => LabelSelector::everything(),
         };
-        let selected = |labels: &Option<BTreeMap<String, String>>| {
+        let selected = |labels: &Option<Labels>| {
             let map: serde_json::Map<String, Value> = labels
                 .iter()
                 .flatten()
@@ -406,7 +408,7 @@ impl MetricsStore {
         &self,
         cache: &WatchCache,
         namespace: Option<&str>,
-        selected: &dyn Fn(&Option<BTreeMap<String, String>>) -> bool,
+        selected: &dyn Fn(&Option<Labels>) -> bool,
     ) -> Vec<Value> {
         self.pods(cache, namespace)
             .iter()
