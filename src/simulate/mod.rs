@@ -65,8 +65,8 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 40)]
     pub lease_duration_seconds: u32,
     /// How often each node reports its pods' CPU and memory usage to `metrics.k8s.io`
-    /// (`15s`, `1s`, `500ms`); usage comes from the `simulate.skiff.io/cpu-usage` and
-    /// `simulate.skiff.io/memory-usage` pod annotations.
+    /// (`15s`, `1s`, `500ms`; `0` turns reporting off); usage comes from the
+    /// `simulate.skiff.io/cpu-usage` and `simulate.skiff.io/memory-usage` pod annotations.
     #[arg(long, default_value = "15s", value_parser = usage::parse_interval)]
     pub metrics_interval: std::time::Duration,
     /// Pod CIDR from which each node gets a /24 (node i gets the i-th).

@@ -8,7 +8,7 @@
 //! `simulate.skiff.io/memory-usage` (default 4Mi per container). A node uses the sum of its
 //! running pods plus a base of 100m CPU and 256Mi memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +32,12 @@ const DEFAULT_MEMORY_BYTES: i128 = 4 * 1024 * 1024; // 4Mi
 const NODE_BASE_CPU_NANO: i128 = 100 * NANO / 1000; // 100m
 const NODE_BASE_MEMORY_BYTES: i128 = 256 * 1024 * 1024; // 256Mi
 
-/// Parse `--metrics-interval` (`15s`, `1s`, `500ms`, `2m`).
+/// Parse `--metrics-interval` (`15s`, `1s`, `500ms`, `2m`; `0` turns reporting off).
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    if matches!(s, "0" | "0s") {
+        return Ok(Duration::ZERO);
+    }
     let (number, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(i) => s.split_at(i),
         None => (s, "s"),
@@ -173,8 +176,12 @@ pub(crate) fn node_report<'a>(
     }
 }
 
-/// Report every node's usage every `interval`, forever.
+/// Report every node's usage every `interval`, forever (not at all for a zero interval).
 pub async fn run(client: kube::Client, fleet: Arc<Fleet>, interval: Duration) {
+    if interval.is_zero() {
+        tracing::info!("usage reporting is off (--metrics-interval 0)");
+        return;
+    }
     let (pods, writer): (Store<Pod>, _) = reflector::store();
     let stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -187,12 +194,18 @@ pub async fn run(client: kube::Client, fleet: Arc<Fleet>, interval: Duration) {
         tick.tick().await;
         let reports: Vec<(String, NodeUsageReport)> = {
             let state = pods.state();
+            let mut by_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
+            for p in &state {
+                if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+                    by_node.entry(node).or_default().push(p.as_ref());
+                }
+            }
             fleet
                 .nodes
                 .iter()
                 .map(|n| {
-                    let r = node_report(&n.name, state.iter().map(|p| p.as_ref()), interval);
-                    (n.name.clone(), r)
+                    let on_node = by_node.get(n.name.as_str()).into_iter().flatten().copied();
+                    (n.name.clone(), node_report(&n.name, on_node, interval))
                 })
                 .collect()
         };
@@ -279,6 +292,7 @@ mod tests {
         assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
         assert!(parse_interval("1h").is_err());
-        assert!(parse_interval("0s").is_err());
+        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
+        assert!(parse_interval("10ms").is_err());
     }
 }
