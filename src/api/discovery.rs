@@ -60,10 +60,11 @@ fn group_json(name: &str, versions: &[&str]) -> Value {
 
 /// `/apis` (legacy): APIGroupList.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = named_groups()
+    let mut groups: Vec<Value> = named_groups()
         .iter()
         .map(|(g, v)| group_json(g, v))
         .collect();
+    groups.push(super::metrics::group_json());
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -164,7 +165,7 @@ fn discovery_version(group: &str, version: &str) -> Value {
 /// Aggregated discovery (`apidiscovery.k8s.io/v2` APIGroupDiscoveryList): for `/api`
 /// (core only) or `/apis` (every named group).
 pub fn aggregated(core: bool) -> Value {
-    let items: Vec<Value> = if core {
+    let mut items: Vec<Value> = if core {
         vec![json!({"metadata": {"name": ""}, "versions": [discovery_version("", "v1")]})]
     } else {
         named_groups()
@@ -177,6 +178,9 @@ pub fn aggregated(core: bool) -> Value {
             })
             .collect()
     };
+    if !core {
+        items.push(super::metrics::aggregated_group());
+    }
     json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": "apidiscovery.k8s.io/v2",

@@ -8,6 +8,7 @@ pub mod body;
 pub mod cache;
 pub mod discovery;
 pub mod eviction;
+pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
@@ -68,6 +69,8 @@ pub struct ApiServer {
     pub services: services::ServiceAllocator,
     /// Signs and verifies service-account tokens once `enable_service_account_tokens` ran.
     pub service_account_tokens: std::sync::OnceLock<serviceaccount_token::TokenIssuer>,
+    /// The latest node usage reports (`metrics.k8s.io`), in memory only.
+    pub metrics: metrics::MetricsStore,
 }
 
 impl ApiServer {
@@ -89,6 +92,7 @@ impl ApiServer {
             config,
             started: Instant::now(),
             service_account_tokens: Default::default(),
+            metrics: metrics::MetricsStore::default(),
         }))
     }
 
@@ -148,6 +152,16 @@ impl ApiServer {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
 
+        if metrics::handles(&path) {
+            let bytes = if metrics::wants_body(&path, &method) {
+                body::read(req.into_body()).await?
+            } else {
+                bytes::Bytes::new()
+            };
+            return self
+                .metrics
+                .serve(&self.cache, &path, &method, &query, &bytes);
+        }
         if let Some(resp) = self.openapi_route(&path, &query, accept) {
             return resp;
         }

@@ -27,6 +27,8 @@ pub mod job_plan;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod pod_util;
+pub mod podautoscaler;
+pub mod podautoscaler_plan;
 pub mod replicaset;
 pub mod replicaset_plan;
 pub mod serviceaccount;
@@ -126,6 +128,10 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     let (c, i) = (client.clone(), informers.clone());
     set.spawn(supervise("disruption", move || {
         disruption::run(c.clone(), i.clone())
+    }));
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("podautoscaler", move || {
+        podautoscaler::run(c.clone(), i.clone())
     }));
     set
 }

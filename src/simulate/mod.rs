@@ -10,10 +10,17 @@
 //! - `simulate.skiff.io/run-seconds: "N"` makes a pod whose restartPolicy is not `Always`
 //!   finish N seconds after it started (default 1);
 //! - `simulate.skiff.io/exit-code: "N"` decides how it finishes; without it a command
-//!   ending in `exit N` (e.g. `sh -c "exit 1"`) decides, otherwise 0.
+//!   ending in `exit N` (e.g. `sh -c "exit 1"`) decides, otherwise 0;
+//! - `simulate.skiff.io/cpu-usage: "300m"` and `simulate.skiff.io/memory-usage: "64Mi"`
+//!   set what the running pod uses (split evenly among its containers; default 1m and 4Mi
+//!   per container). Every `--metrics-interval` each node reports its pods' usage and its
+//!   own (the sum plus a small base) to the API server's `metrics.k8s.io`, which
+//!   `kubectl top` and the HorizontalPodAutoscaler read. Change usage with
+//!   `kubectl annotate pod NAME simulate.skiff.io/cpu-usage=300m --overwrite`.
 
 mod nodes;
 mod pods;
+mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +31,8 @@ use clap::Args;
 pub const READY_ANNOTATION: &str = "simulate.skiff.io/ready";
 pub const RUN_SECONDS_ANNOTATION: &str = "simulate.skiff.io/run-seconds";
 pub const EXIT_CODE_ANNOTATION: &str = "simulate.skiff.io/exit-code";
+pub const CPU_USAGE_ANNOTATION: &str = "simulate.skiff.io/cpu-usage";
+pub const MEMORY_USAGE_ANNOTATION: &str = "simulate.skiff.io/memory-usage";
 
 #[derive(Debug, Args, Clone)]
 pub struct SimulateArgs {
@@ -55,6 +64,11 @@ pub struct SimulateArgs {
     /// are renewed every quarter of it.
     #[arg(long, default_value_t = 40)]
     pub lease_duration_seconds: u32,
+    /// How often each node reports its pods' CPU and memory usage to `metrics.k8s.io`
+    /// (`15s`, `1s`, `500ms`; `0` turns reporting off); usage comes from the
+    /// `simulate.skiff.io/cpu-usage` and `simulate.skiff.io/memory-usage` pod annotations.
+    #[arg(long, default_value = "15s", value_parser = usage::parse_interval)]
+    pub metrics_interval: std::time::Duration,
     /// Pod CIDR from which each node gets a /24 (node i gets the i-th).
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
@@ -130,11 +144,17 @@ async fn simulate(args: SimulateArgs) -> Result<(), SimulateError> {
     fleet.register(&client).await?;
     tracing::info!(nodes = fleet.len(), first = %fleet.names().next().unwrap_or_default(), "simulated nodes registered");
     let leases = tokio::spawn(nodes::renew_leases(client.clone(), fleet.clone()));
+    let usage = tokio::spawn(usage::run(
+        client.clone(),
+        fleet.clone(),
+        args.metrics_interval,
+    ));
     let kubelet = tokio::spawn(pods::run(client, fleet));
     tokio::select! {
         _ = crate::cli::shutdown_signal() => tracing::info!("stopping; the nodes stay registered and go NotReady"),
         r = kubelet => if let Ok(Err(e)) = r { return Err(e) },
     }
     leases.abort();
+    usage.abort();
     Ok(())
 }

@@ -3,6 +3,7 @@
 mod harness;
 
 mod apply;
+mod autoscale;
 mod batch;
 mod crash;
 mod drain;
