@@ -88,11 +88,13 @@ fn endpoint_for(svc: &Service, pod: &Pod, ip: String) -> Endpoint {
     }
 }
 
+/// Endpoints grouped by their port set: the ports, and (sort key, endpoint) pairs.
+type PortGroup = (Vec<EndpointPort>, Vec<(String, Endpoint)>);
+
 /// The slices' content `svc` should have: per port set, its endpoints in chunks.
 /// Each entry is (ports, endpoints); an empty result means the placeholder slice.
 pub fn desired_groups(svc: &Service, pods: &[&Pod]) -> Vec<(Vec<EndpointPort>, Vec<Endpoint>)> {
-    let mut groups: BTreeMap<String, (Vec<EndpointPort>, Vec<(String, Endpoint)>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<String, PortGroup> = BTreeMap::new();
     for pod in pods {
         if !selects(svc, pod) || !should_publish(pod, true) {
             continue;
