@@ -24,7 +24,6 @@ use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     PodSpec, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::pod_util::{
     available_at, is_controlled_by_uid, is_pod_available, is_pod_ready, pod_phase,
@@ -32,8 +31,8 @@ use super::pod_util::{
 use super::workload::{
     controller_ref, delay_until, earliest, label, name_of, pod_create_failed_event,
     pod_created_event, pod_delete_failed_event, pod_deleted_event, pod_from_template,
-    revision_data, revision_step, revisions_to_prune, scaled_int_or_percent, set_label,
-    template_hash, Event, RevisionStep, WorkloadError, CONTROLLER_REVISION_HASH_LABEL,
+    revision_step, revisions_to_prune, scaled_int_or_percent, set_label, template_hash,
+    template_revision, Event, RevisionStep, WorkloadError, CONTROLLER_REVISION_HASH_LABEL,
 };
 use crate::apimachinery::labels;
 
@@ -132,25 +131,14 @@ pub fn plan_daemonset(
         .collect();
     let current_revision = format!("{name}-{hash}");
     match revision_step(&own_revisions, &current_revision, |number| {
-        let mut labels = spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
-        labels.insert(CONTROLLER_REVISION_HASH_LABEL.into(), hash.clone());
-        ControllerRevision {
-            metadata: ObjectMeta {
-                name: Some(current_revision.clone()),
-                namespace: ds.metadata.namespace.clone(),
-                labels: Some(labels),
-                annotations: ds.metadata.annotations.clone(),
-                owner_references: Some(vec![owner.clone()]),
-                ..Default::default()
-            },
-            data: Some(revision_data(&spec.template)),
-            revision: number,
-        }
+        template_revision(
+            &current_revision,
+            &ds.metadata,
+            &owner,
+            &spec.template,
+            (CONTROLLER_REVISION_HASH_LABEL, &hash),
+            number,
+        )
     }) {
         RevisionStep::UpToDate => {}
         RevisionStep::Create(rev) => plan.actions.push(DaemonSetAction::CreateRevision(rev)),
@@ -745,6 +733,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{
         Container, NodeSpec, PodCondition, PodStatus, PodTemplateSpec, Taint,
     };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 

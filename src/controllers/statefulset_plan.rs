@@ -27,8 +27,8 @@ use super::pod_util::{
     available_at, is_controlled_by_uid, is_pod_available, is_pod_ready, is_terminating, pod_phase,
 };
 use super::workload::{
-    controller_ref, delay_until, earliest, label, name_of, pod_from_template, revision_data,
-    revision_step, revisions_to_prune, set_label, template_hash, template_of_revision, Event,
+    controller_ref, delay_until, earliest, label, name_of, pod_from_template, revision_step,
+    revisions_to_prune, set_label, template_hash, template_of_revision, template_revision, Event,
     RevisionStep, WorkloadError, CONTROLLER_REVISION_HASH_LABEL, REVISION_HASH_LABEL,
 };
 use crate::apimachinery::labels;
@@ -299,25 +299,14 @@ pub fn plan_statefulset(
     let hash = template_hash(&spec.template, old_status.collision_count);
     let update_revision = format!("{name}-{hash}");
     match revision_step(&own_revisions, &update_revision, |number| {
-        let mut labels = spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
-        labels.insert(REVISION_HASH_LABEL.into(), hash.clone());
-        ControllerRevision {
-            metadata: ObjectMeta {
-                name: Some(update_revision.clone()),
-                namespace: set.metadata.namespace.clone(),
-                labels: Some(labels),
-                annotations: set.metadata.annotations.clone(),
-                owner_references: Some(vec![owner.clone()]),
-                ..Default::default()
-            },
-            data: Some(revision_data(&spec.template)),
-            revision: number,
-        }
+        template_revision(
+            &update_revision,
+            &set.metadata,
+            &owner,
+            &spec.template,
+            (REVISION_HASH_LABEL, &hash),
+            number,
+        )
     }) {
         RevisionStep::UpToDate => {}
         RevisionStep::Create(r) => plan.actions.push(StatefulSetAction::CreateRevision(r)),

@@ -270,6 +270,37 @@ pub(crate) fn revision_data(template: &PodTemplateSpec) -> RawExtension {
     RawExtension(serde_json::json!({ "spec": { "template": t } }))
 }
 
+/// The `ControllerRevision` numbered `number` that snapshots `template` for the set
+/// described by `set_meta` (owned through `owner`): named `name`, labelled with the
+/// template's labels plus `hash_label: hash`, carrying the set's annotations.
+pub(crate) fn template_revision(
+    name: &str,
+    set_meta: &ObjectMeta,
+    owner: &OwnerReference,
+    template: &PodTemplateSpec,
+    (hash_label, hash): (&str, &str),
+    number: i64,
+) -> ControllerRevision {
+    let mut labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    labels.insert(hash_label.into(), hash.into());
+    ControllerRevision {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: set_meta.namespace.clone(),
+            labels: Some(labels),
+            annotations: set_meta.annotations.clone(),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
+        },
+        data: Some(revision_data(template)),
+        revision: number,
+    }
+}
+
 /// The template a revision holds.
 pub(crate) fn template_of_revision(rev: &ControllerRevision) -> Option<PodTemplateSpec> {
     let mut t = rev.data.as_ref()?.0.pointer("/spec/template")?.clone();
