@@ -12,19 +12,18 @@ use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
-use serde_json::json;
 
 use super::daemonset_plan::{plan_daemonset, DaemonSetAction};
 use super::informers::{Expectations, Informers};
 use super::replicaset::api_message;
 use super::workload_loop::{
     controller_config, expectations_met, gone_is_fine, in_namespace, next_sync, record,
-    replace_status,
+    replace_status, write_revision, RevisionWrite,
 };
 use super::{retry_later, ControllerError};
 use crate::client::events::{reference, Recorder};
@@ -100,21 +99,18 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Cont
                 record(&ctx.recorder, &object, Some(e.clone())).await;
                 continue;
             }
-            DaemonSetAction::CreateRevision(rev) => revisions_api
-                .create(&PostParams::default(), rev)
-                .await
-                .map(|r| r.name_any()),
-            DaemonSetAction::RenumberRevision { name, revision } => revisions_api
-                .patch(
+            DaemonSetAction::CreateRevision(rev) => {
+                write_revision(&revisions_api, RevisionWrite::Create(rev)).await
+            }
+            DaemonSetAction::RenumberRevision { name, revision } => {
+                let write = RevisionWrite::Renumber {
                     name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "revision": revision })),
-                )
-                .await
-                .map(|r| r.name_any()),
+                    revision: *revision,
+                };
+                write_revision(&revisions_api, write).await
+            }
             DaemonSetAction::DeleteRevision { name } => {
-                gone_is_fine(revisions_api.delete(name, &DeleteParams::default()).await)
-                    .map(|()| name.clone())
+                write_revision(&revisions_api, RevisionWrite::Delete { name }).await
             }
             DaemonSetAction::CreatePod { pod, .. } => {
                 pods_api.create(&PostParams::default(), pod).await.map(|p| {

@@ -12,18 +12,17 @@ use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::ResourceExt;
-use serde_json::json;
 
 use super::informers::{Expectations, Informers};
 use super::replicaset::api_message;
 use super::statefulset_plan::{plan_statefulset, StatefulSetAction};
 use super::workload_loop::{
     already_exists, controller_config, expectations_met, gone_is_fine, in_namespace, next_sync,
-    record, replace_status,
+    record, replace_status, write_revision, RevisionWrite,
 };
 use super::{retry_later, ControllerError};
 use crate::client::events::{reference, Recorder};
@@ -86,21 +85,18 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, C
                 record(&ctx.recorder, &object, Some(e.clone())).await;
                 continue;
             }
-            StatefulSetAction::CreateRevision(rev) => revisions_api
-                .create(&PostParams::default(), rev)
-                .await
-                .map(|r| r.name_any()),
-            StatefulSetAction::RenumberRevision { name, revision } => revisions_api
-                .patch(
+            StatefulSetAction::CreateRevision(rev) => {
+                write_revision(&revisions_api, RevisionWrite::Create(rev)).await
+            }
+            StatefulSetAction::RenumberRevision { name, revision } => {
+                let write = RevisionWrite::Renumber {
                     name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "revision": revision })),
-                )
-                .await
-                .map(|r| r.name_any()),
+                    revision: *revision,
+                };
+                write_revision(&revisions_api, write).await
+            }
             StatefulSetAction::DeleteRevision { name } => {
-                gone_is_fine(revisions_api.delete(name, &DeleteParams::default()).await)
-                    .map(|()| name.clone())
+                write_revision(&revisions_api, RevisionWrite::Delete { name }).await
             }
             StatefulSetAction::CreateClaim { claim, .. } => {
                 match claims_api.create(&PostParams::default(), claim).await {

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -92,6 +93,44 @@ where
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// One write to a set's `ControllerRevision` history (DaemonSet and StatefulSet plans).
+pub(crate) enum RevisionWrite<'a> {
+    Create(&'a ControllerRevision),
+    /// Give an older revision the next number (a rollback to it).
+    Renumber {
+        name: &'a str,
+        revision: i64,
+    },
+    /// Drop a revision beyond `revisionHistoryLimit`; already gone is fine.
+    Delete {
+        name: &'a str,
+    },
+}
+
+/// Carry out `write`; answers the revision's name.
+pub(crate) async fn write_revision(
+    api: &Api<ControllerRevision>,
+    write: RevisionWrite<'_>,
+) -> Result<String, kube::Error> {
+    match write {
+        RevisionWrite::Create(rev) => api
+            .create(&PostParams::default(), rev)
+            .await
+            .map(|r| r.name_any()),
+        RevisionWrite::Renumber { name, revision } => api
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "revision": revision })),
+            )
+            .await
+            .map(|r| r.name_any()),
+        RevisionWrite::Delete { name } => {
+            gone_is_fine(api.delete(name, &DeleteParams::default()).await).map(|()| name.into())
+        }
     }
 }
 
