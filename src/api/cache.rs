@@ -1,16 +1,25 @@
 //! The watch cache: an in-memory copy of every stored object and a window of recent
 //! events, fed by one store watch. LIST, GET and WATCH are served from here (as
 //! kube-apiserver's cacher does), so reads do not touch sled in the steady state.
+//!
+//! Objects are kept as their encoded JSON (resourceVersion stamped) plus the labels and
+//! field values selectors test, taken once when the object arrives. LIST and WATCH copy
+//! those bytes into responses without decoding them, every watcher shares one encoding
+//! of each event, and the cache costs about the objects' JSON size rather than the
+//! several times more of decoded trees.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use tokio::sync::{broadcast, watch};
 
+use crate::registry::fields::FieldSet;
 use crate::store::{EventKind, KeyValue, Store, StoreError};
 
 /// How many events the cache keeps for watches that resume from an older revision.
@@ -24,11 +33,72 @@ pub enum CacheEventKind {
     Deleted,
 }
 
-/// A stored object with its resourceVersion set.
-#[derive(Debug, Clone)]
+impl From<EventKind> for CacheEventKind {
+    fn from(kind: EventKind) -> Self {
+        match kind {
+            EventKind::Create => CacheEventKind::Added,
+            EventKind::Update => CacheEventKind::Modified,
+            EventKind::Delete => CacheEventKind::Deleted,
+        }
+    }
+}
+
+/// A stored object as the cache keeps it: its JSON with the resourceVersion set, and the
+/// attributes label and field selectors test.
+#[derive(Debug)]
 pub struct CachedObject {
-    pub object: Arc<Value>,
+    /// The object's JSON, as clients receive it.
+    pub json: Bytes,
     pub mod_revision: i64,
+    labels: Option<Box<Map<String, Value>>>,
+    fields: FieldSet,
+}
+
+impl CachedObject {
+    /// Decode a stored value once: stamp its resourceVersion and take its attributes.
+    pub fn from_kv(kv: &KeyValue) -> Result<CachedObject, serde_json::Error> {
+        let object = decode(kv)?;
+        CachedObject::new(&object, kv.mod_revision)
+    }
+
+    /// Keep `object` (already carrying resourceVersion `mod_revision`).
+    pub fn new(object: &Value, mod_revision: i64) -> Result<CachedObject, serde_json::Error> {
+        let json = Bytes::from(serde_json::to_vec(object)?);
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .filter(|l| !l.is_empty())
+            .map(|l| Box::new(l.clone()));
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let kind = object["kind"].as_str().unwrap_or_default();
+        Ok(CachedObject {
+            json,
+            mod_revision,
+            labels,
+            fields: FieldSet::of(group, kind, object),
+        })
+    }
+
+    /// The object, decoded.
+    pub fn value(&self) -> Value {
+        self.parse().unwrap_or(Value::Null)
+    }
+
+    /// The object as a typed value.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.json)
+    }
+
+    /// Its `metadata.labels`, for label selectors.
+    pub fn labels(&self) -> Option<&Map<String, Value>> {
+        self.labels.as_deref()
+    }
+
+    /// Its field set, for field selectors.
+    pub fn fields(&self) -> &FieldSet {
+        &self.fields
+    }
 }
 
 /// One change, with the object before it (to move objects in and out of selectors).
@@ -37,12 +107,31 @@ pub struct CacheEvent {
     pub kind: CacheEventKind,
     pub key: String,
     pub revision: i64,
-    pub object: Arc<Value>,
-    pub prev: Option<Arc<Value>>,
+    pub object: Arc<CachedObject>,
+    pub prev: Option<Arc<CachedObject>>,
+}
+
+impl CacheEvent {
+    /// The event a store watch reports, decoded (for watches served from the store).
+    pub fn from_store(
+        kind: EventKind,
+        kv: &KeyValue,
+        prev: Option<&KeyValue>,
+    ) -> Result<CacheEvent, serde_json::Error> {
+        Ok(CacheEvent {
+            kind: CacheEventKind::from(kind),
+            key: kv.key.clone(),
+            revision: kv.mod_revision,
+            object: Arc::new(CachedObject::from_kv(kv)?),
+            prev: prev
+                .and_then(|p| CachedObject::from_kv(p).ok())
+                .map(Arc::new),
+        })
+    }
 }
 
 struct State {
-    objects: BTreeMap<String, CachedObject>,
+    objects: BTreeMap<String, Arc<CachedObject>>,
     events: VecDeque<Arc<CacheEvent>>,
     /// Events older than or equal to this are gone from the window.
     window_start: i64,
@@ -72,27 +161,27 @@ pub fn set_resource_version(v: &mut Value, rev: i64) {
     }
 }
 
+/// Every decodable object of a store listing, by key.
+fn load(items: &[KeyValue]) -> BTreeMap<String, Arc<CachedObject>> {
+    let mut objects = BTreeMap::new();
+    for kv in items {
+        match CachedObject::from_kv(kv) {
+            Ok(o) => {
+                objects.insert(kv.key.clone(), Arc::new(o));
+            }
+            Err(e) => {
+                tracing::error!(key = %kv.key, error = %e, "skipping undecodable stored object")
+            }
+        }
+    }
+    objects
+}
+
 impl WatchCache {
     /// Load everything and start following the store. Returns when the cache is primed.
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<WatchCache>, StoreError> {
         let list = store.list("/registry/", None, 0, None)?;
-        let mut objects = BTreeMap::new();
-        for kv in &list.items {
-            match decode(kv) {
-                Ok(v) => {
-                    objects.insert(
-                        kv.key.clone(),
-                        CachedObject {
-                            object: Arc::new(v),
-                            mod_revision: kv.mod_revision,
-                        },
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(key = %kv.key, error = %e, "skipping undecodable stored object")
-                }
-            }
-        }
+        let objects = load(&list.items);
         let (events_tx, _) = broadcast::channel(4096);
         let (revision_tx, _) = watch::channel(list.revision);
         let cache = Arc::new(WatchCache {
@@ -144,18 +233,7 @@ impl WatchCache {
 
     fn reload(&self) -> Result<i64, StoreError> {
         let list = self.store.list("/registry/", None, 0, None)?;
-        let mut objects = BTreeMap::new();
-        for kv in &list.items {
-            if let Ok(v) = decode(kv) {
-                objects.insert(
-                    kv.key.clone(),
-                    CachedObject {
-                        object: Arc::new(v),
-                        mod_revision: kv.mod_revision,
-                    },
-                );
-            }
-        }
+        let objects = load(&list.items);
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         st.objects = objects;
         st.events.clear();
@@ -166,8 +244,8 @@ impl WatchCache {
     }
 
     fn apply(&self, kind: EventKind, kv: KeyValue, prev: Option<KeyValue>) {
-        let object = match decode(&kv) {
-            Ok(v) => Arc::new(v),
+        let object = match CachedObject::from_kv(&kv) {
+            Ok(o) => Arc::new(o),
             Err(e) => {
                 tracing::error!(key = %kv.key, error = %e, "undecodable stored object");
                 return;
@@ -176,25 +254,17 @@ impl WatchCache {
         let rev = kv.mod_revision;
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         let old = match kind {
-            EventKind::Delete => st.objects.remove(&kv.key).map(|o| o.object),
-            EventKind::Create | EventKind::Update => st
-                .objects
-                .insert(
-                    kv.key.clone(),
-                    CachedObject {
-                        object: object.clone(),
-                        mod_revision: rev,
-                    },
-                )
-                .map(|o| o.object),
+            EventKind::Delete => st.objects.remove(&kv.key),
+            EventKind::Create | EventKind::Update => {
+                st.objects.insert(kv.key.clone(), object.clone())
+            }
         };
-        let prev = old.or_else(|| prev.and_then(|p| decode(&p).ok()).map(Arc::new));
+        let prev = old.or_else(|| {
+            prev.and_then(|p| CachedObject::from_kv(&p).ok())
+                .map(Arc::new)
+        });
         let event = Arc::new(CacheEvent {
-            kind: match kind {
-                EventKind::Create => CacheEventKind::Added,
-                EventKind::Update => CacheEventKind::Modified,
-                EventKind::Delete => CacheEventKind::Deleted,
-            },
+            kind: CacheEventKind::from(kind),
             key: kv.key,
             revision: rev,
             object,
@@ -231,7 +301,7 @@ impl WatchCache {
         self.wait_for(rev, Duration::from_secs(3)).await
     }
 
-    pub fn get(&self, key: &str) -> Option<CachedObject> {
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         st.objects.get(key).cloned()
     }
@@ -242,7 +312,7 @@ impl WatchCache {
         &self,
         prefix: &str,
         start_after: Option<&str>,
-    ) -> (Vec<(String, CachedObject)>, i64) {
+    ) -> (Vec<(String, Arc<CachedObject>)>, i64) {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         let start = match start_after {
             Some(s) if s >= prefix => Bound::Excluded(s.to_string()),
@@ -284,5 +354,44 @@ impl WatchCache {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::fields::FieldSelector;
+
+    #[test]
+    fn cached_objects_keep_json_labels_and_fields() {
+        let stored = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "prod", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": []},
+            "status": {"phase": "Running"},
+        });
+        let kv = KeyValue {
+            key: "/registry/pods/prod/web-1".into(),
+            value: serde_json::to_vec(&stored).expect("encodes").into(),
+            create_revision: 3,
+            mod_revision: 8,
+        };
+        let o = CachedObject::from_kv(&kv).expect("decodes");
+        assert_eq!(o.value()["metadata"]["resourceVersion"], "8");
+        assert_eq!(
+            o.labels().and_then(|l| l.get("app")),
+            Some(&serde_json::json!("web"))
+        );
+        let field = |s: &str| {
+            FieldSelector::parse(s)
+                .expect("parses")
+                .matches_set("", "Pod", o.fields())
+        };
+        assert_eq!(field("spec.nodeName=n1,status.phase=Running"), Ok(true));
+        assert_eq!(field("spec.host=n1"), Ok(true));
+        assert_eq!(field("spec.nodeName="), Ok(false));
+        assert_eq!(field("status.podIP="), Ok(true));
+        assert_eq!(field("metadata.namespace!=prod"), Ok(false));
+        assert!(field("spec.containers=x").is_err());
     }
 }

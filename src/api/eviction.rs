@@ -258,9 +258,7 @@ impl ApiServer {
             .list(&list_prefix(res, pod.metadata.namespace.as_deref()), None);
         Ok(items
             .into_iter()
-            .filter_map(|(_, o)| {
-                serde_json::from_value::<PodDisruptionBudget>((*o.object).clone()).ok()
-            })
+            .filter_map(|(_, o)| o.parse::<PodDisruptionBudget>().ok())
             .filter(|b| plan::guards(b, pod))
             .collect())
     }

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::body::{self, Body};
-use super::cache::WatchCache;
+use super::cache::{CachedObject, WatchCache};
 use super::objects::object_key;
 use super::request::Query;
 use super::selector::LabelSelector;
@@ -182,8 +182,8 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn labels_of(obj: &Value) -> Option<Labels> {
-    let labels = obj["metadata"]["labels"].as_object()?;
+fn labels_of(obj: &CachedObject) -> Option<Labels> {
+    let labels = obj.labels()?;
     Some(
         labels
             .iter()
@@ -201,8 +201,8 @@ fn check_usage(usage: &Usage, what: &str) -> ApiResult<()> {
 }
 
 /// The object of the cache at `key`, if present.
-fn cached(cache: &WatchCache, key: &str) -> Option<std::sync::Arc<Value>> {
-    cache.get(key).map(|c| c.object)
+fn cached(cache: &WatchCache, key: &str) -> Option<std::sync::Arc<CachedObject>> {
+    cache.get(key)
 }
 
 fn node_key(name: &str) -> Option<String> {

@@ -3,13 +3,16 @@
 //! generic API machinery lives (metadata, preconditions, field validation, dry-run,
 //! graceful deletion, finalizers); kind knowledge comes from `crate::registry`.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use base64::Engine;
 use bytes::Bytes;
 use http::Response;
 use serde_json::{json, Map, Value};
 
 use super::body::{self, Body, ContentType};
-use super::cache::{decode, set_resource_version};
+use super::cache::{decode, set_resource_version, CachedObject};
 use super::request::{Accept, Query, ResourcePath};
 use super::selector::LabelSelector;
 use super::status::{success_status, ApiError, ApiResult, Cause};
@@ -31,6 +34,26 @@ pub fn object_key(r: &ResourceInfo, namespace: Option<&str>, name: &str) -> Stri
 }
 
 /// The key prefix of a list (one namespace, or everything).
+/// A list body: `head` (kind, apiVersion, metadata) with the cached objects' JSON copied
+/// in as `items`, without decoding them.
+fn list_json(head: &Value, items: &[Arc<CachedObject>]) -> Vec<u8> {
+    let mut out = serde_json::to_vec(head).unwrap_or_else(|_| b"{}".to_vec());
+    out.pop(); // the closing brace
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    out.reserve(items.iter().map(|o| o.json.len() + 1).sum::<usize>() + 12);
+    out.extend_from_slice(b"\"items\":[");
+    for (i, o) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&o.json);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 pub fn list_prefix(r: &ResourceInfo, namespace: Option<&str>) -> String {
     match namespace {
         Some(ns) if r.namespaced => format!("{}{ns}/", r.storage_prefix()),
@@ -106,14 +129,30 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     meta(obj).and_then(|m| m.get(field)).and_then(Value::as_str)
 }
 
-/// The object without the fields that never count as a spec change.
-fn spec_part(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("metadata");
-        o.remove("status");
+/// Whether two objects are equal apart from the top-level fields in `skip` and the
+/// metadata fields in `skip_meta` (compared in place: objects are not copied).
+fn equal_except(a: &Value, b: &Value, skip: &[&str], skip_meta: &[&str]) -> bool {
+    fn entries<'v>(v: &'v Value, skip: &[&str], also: &str) -> BTreeMap<&'v str, &'v Value> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != also && !skip.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v))
+            .collect()
     }
-    v
+    entries(a, skip, "metadata") == entries(b, skip, "metadata")
+        && (skip.contains(&"metadata")
+            || entries(&a["metadata"], skip_meta, "") == entries(&b["metadata"], skip_meta, ""))
+}
+
+/// Whether an update changes the spec (what bumps `metadata.generation`).
+fn spec_changed(next: &Value, current: &Value) -> bool {
+    !equal_except(next, current, &["metadata", "status"], &[])
+}
+
+/// Whether an update changes nothing but resourceVersion and managedFields (a no-op).
+fn unchanged(next: &Value, current: &Value) -> bool {
+    equal_except(next, current, &[], &["resourceVersion", "managedFields"])
 }
 
 /// Field validation mode (`fieldValidation`): the server default is Warn.
@@ -366,7 +405,7 @@ impl ApiServer {
     /// Read one object, consistently with every acknowledged write.
     pub(crate) async fn read_object(&self, key: &str) -> Option<Value> {
         self.cache.sync().await;
-        self.cache.get(key).map(|o| (*o.object).clone())
+        self.cache.get(key).map(|o| o.value())
     }
 
     pub(crate) async fn namespace_gate(&self, r: &ResourceInfo, ns: Option<&str>) -> ApiResult<()> {
@@ -382,7 +421,7 @@ impl ApiServer {
         let key = object_key(ns_res, None, ns);
         // The cache is enough when it has the namespace; only a miss needs a consistent read.
         let found = match self.cache.get(&key) {
-            Some(o) => Some((*o.object).clone()),
+            Some(o) => Some(o.value()),
             None => self.read_object(&key).await,
         };
         match found {
@@ -448,18 +487,15 @@ impl ApiServer {
             Some(t) => Some(ContinueToken::decode(t)?),
             None => None,
         };
-        let mut matched: Vec<Value> = Vec::new();
+        let mut matched: Vec<Arc<CachedObject>> = Vec::new();
         let mut last_key: Option<String> = None;
         let mut more = false;
         let revision;
-        let matches = |obj: &Value| -> ApiResult<bool> {
-            let labels = meta(obj)
-                .and_then(|m| m.get("labels"))
-                .and_then(Value::as_object);
-            Ok(label.as_ref().is_none_or(|l| l.matches(labels))
+        let matches = |obj: &CachedObject| -> ApiResult<bool> {
+            Ok(label.as_ref().is_none_or(|l| l.matches(obj.labels()))
                 && match &field {
                     Some(f) => f
-                        .matches(r.group, r.kind, obj)
+                        .matches_set(r.group, r.kind, obj.fields())
                         .map_err(|e| ApiError::BadRequest(e.to_string()))?,
                     None => true,
                 })
@@ -472,14 +508,14 @@ impl ApiServer {
                 let (items, rev) = self.cache.list(&prefix, None);
                 revision = rev;
                 for (key, obj) in items {
-                    if !matches(&obj.object)? {
+                    if !matches(&obj)? {
                         continue;
                     }
                     if limit.is_some_and(|l| matched.len() >= l) {
                         more = true;
                         break;
                     }
-                    matched.push((*obj.object).clone());
+                    matched.push(obj);
                     last_key = Some(key);
                 }
             }
@@ -496,7 +532,7 @@ impl ApiServer {
                         other => store_error(r, "", other),
                     })?;
                 for kv in page.items {
-                    let obj = decode(&kv)
+                    let obj = CachedObject::from_kv(&kv)
                         .map_err(|e| ApiError::Internal(format!("decoding {}: {e}", kv.key)))?;
                     if !matches(&obj)? {
                         continue;
@@ -505,7 +541,7 @@ impl ApiServer {
                         more = true;
                         break;
                     }
-                    matched.push(obj);
+                    matched.push(Arc::new(obj));
                     last_key = Some(kv.key);
                 }
             }
@@ -521,9 +557,10 @@ impl ApiServer {
             _ => None,
         };
         if accept == Accept::Table {
+            let values: Vec<Value> = matched.iter().map(|o| o.value()).collect();
             let t = table::table(
                 r,
-                matched.iter(),
+                values.iter(),
                 revision,
                 continue_token.as_deref(),
                 q.include_object.as_deref(),
@@ -535,13 +572,16 @@ impl ApiServer {
         if let Some(c) = continue_token {
             metadata["continue"] = json!(c);
         }
-        let list = json!({
+        let head = json!({
             "kind": format!("{}List", r.kind),
             "apiVersion": r.api_version(),
             "metadata": metadata,
-            "items": matched,
         });
-        Ok(body::json(200, &list))
+        Ok(body::respond(
+            200,
+            "application/json",
+            list_json(&head, &matched),
+        ))
     }
 
     // ---------------------------------------------------------------- create
@@ -951,7 +991,7 @@ impl ApiServer {
                 self.allocate_service(r, &mut next, Some(&current), Some(&key))?;
             }
             next = canonicalize(r, next, Some(&current), mode, duplicates, &mut warnings)?;
-            if tracks_generation(r) && spec_part(&next) != spec_part(&current) {
+            if tracks_generation(r) && spec_changed(&next, &current) {
                 let g = meta(&current)
                     .and_then(|m| m.get("generation"))
                     .and_then(Value::as_i64)
@@ -983,7 +1023,7 @@ impl ApiServer {
                 .and_then(|m| m.get("finalizers"))
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
-            let result = if strip_rv(&next) == strip_rv(&current) {
+            let result = if unchanged(&next, &current) {
                 current.clone()
             } else if q.dry_run {
                 with_rv(next, kv.mod_revision)
@@ -1172,15 +1212,12 @@ impl ApiServer {
             .list(&list_prefix(r, p.namespace.as_deref()), None);
         let mut deleted = Vec::new();
         for (key, obj) in items {
-            let labels = meta(&obj.object)
-                .and_then(|m| m.get("labels"))
-                .and_then(Value::as_object);
-            if !label.as_ref().is_none_or(|l| l.matches(labels)) {
+            if !label.as_ref().is_none_or(|l| l.matches(obj.labels())) {
                 continue;
             }
             if let Some(f) = &field {
                 if !f
-                    .matches(r.group, r.kind, &obj.object)
+                    .matches_set(r.group, r.kind, obj.fields())
                     .map_err(|e| ApiError::BadRequest(e.to_string()))?
                 {
                     continue;
@@ -1419,15 +1456,6 @@ fn merge_for_update(
         }
     }
     desired
-}
-
-fn strip_rv(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("managedFields");
-    }
-    v
 }
 
 /// The autoscaling/v1 Scale view of a scalable object.
@@ -1796,5 +1824,51 @@ mod gc_finalizer_tests {
         assert!(orphans_by_default(rc));
         assert!(!orphans_by_default(rs));
         assert!(!orphans_by_default(cm));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(rv: &str, image: &str, phase: &str) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default", "labels": {"app": "web"},
+                         "resourceVersion": rv, "managedFields": [{"manager": rv}]},
+            "spec": {"containers": [{"name": "c", "image": image}]},
+            "status": {"phase": phase},
+        })
+    }
+
+    #[test]
+    fn updates_compare_without_copying() {
+        let current = pod("5", "busybox", "Pending");
+        assert!(unchanged(&pod("6", "busybox", "Pending"), &current));
+        assert!(!unchanged(&pod("5", "busybox", "Running"), &current));
+        let mut relabelled = pod("5", "busybox", "Pending");
+        relabelled["metadata"]["labels"]["app"] = json!("db");
+        assert!(!unchanged(&relabelled, &current));
+
+        assert!(!spec_changed(&pod("5", "busybox", "Running"), &current));
+        assert!(!spec_changed(&relabelled, &current));
+        assert!(spec_changed(&pod("5", "nginx", "Pending"), &current));
+        let mut extra = pod("5", "busybox", "Pending");
+        extra["spec"]["nodeName"] = json!("n1");
+        assert!(spec_changed(&extra, &current));
+    }
+
+    #[test]
+    fn lists_copy_cached_json_into_items() {
+        let a = Arc::new(CachedObject::new(&pod("7", "busybox", "Running"), 7).expect("encodes"));
+        let head =
+            json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}});
+        let list: Value = serde_json::from_slice(&list_json(&head, &[a.clone(), a])).expect("JSON");
+        assert_eq!(list["kind"], "PodList");
+        assert_eq!(list["metadata"]["resourceVersion"], "9");
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
+        assert_eq!(list["items"][1]["status"]["phase"], "Running");
+        let empty: Value = serde_json::from_slice(&list_json(&head, &[])).expect("JSON");
+        assert_eq!(empty["items"], json!([]));
     }
 }

@@ -595,7 +595,7 @@ impl ApiServer {
         let r = resources::find("", "v1", plural)?;
         self.cache
             .get(&object_key(r, namespace, name))
-            .map(|o| o.object)
+            .map(|o| Arc::new(o.value()))
     }
 
     /// Authenticates a service-account token for one of `audiences`; returns who it names and

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use super::body::Body;
-use super::cache::{CacheEvent, CacheEventKind};
+use super::cache::{CacheEvent, CacheEventKind, CachedObject};
 use super::objects::list_prefix;
 use super::request::{Accept, Query, ResourcePath};
 use super::selector::LabelSelector;
@@ -39,23 +39,24 @@ struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, key: &str, obj: &Value) -> bool {
+    fn matches(&self, key: &str, obj: &CachedObject) -> bool {
         if !key.starts_with(&self.prefix) {
             return false;
         }
+        // Keys end in the object's name.
         if let Some(n) = &self.name {
-            if obj["metadata"]["name"].as_str() != Some(n) {
+            if key.rsplit('/').next() != Some(n.as_str()) {
                 return false;
             }
         }
         if let Some(l) = &self.label {
-            if !l.matches(obj["metadata"]["labels"].as_object()) {
+            if !l.matches(obj.labels()) {
                 return false;
             }
         }
         if let Some(f) = &self.field {
             if !f
-                .matches(self.resource.group, self.resource.kind, obj)
+                .matches_set(self.resource.group, self.resource.kind, obj.fields())
                 .unwrap_or(false)
             {
                 return false;
@@ -99,6 +100,21 @@ impl Encoder {
         let mut line =
             serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
+        Bytes::from(line)
+    }
+
+    /// The line for a cached object: its stored JSON copied in as it is, unless the
+    /// client wants a Table or another version.
+    fn object_line(&mut self, kind: &str, obj: &CachedObject) -> Bytes {
+        if self.table || convert::needs_conversion(self.served) {
+            return self.line(kind, &obj.value());
+        }
+        let mut line = Vec::with_capacity(obj.json.len() + 40);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(&obj.json);
+        line.extend_from_slice(b"}\n");
         Bytes::from(line)
     }
 
@@ -183,8 +199,8 @@ impl ApiServer {
                     return;
                 };
                 for (key, obj) in items {
-                    if filter.matches(&key, &obj.object)
-                        && tx.send(enc.line("ADDED", &obj.object)).await.is_err()
+                    if filter.matches(&key, &obj)
+                        && tx.send(enc.object_line("ADDED", &obj)).await.is_err()
                     {
                         return;
                     }
@@ -303,18 +319,8 @@ async fn store_watch(
             _ = tx.closed() => return,
             ev = stream.next() => {
                 let Some(Ok(ev)) = ev else { return };
-                let Ok(object) = super::cache::decode(&ev.kv) else { continue };
-                let prev = ev.prev.as_ref().and_then(|p| super::cache::decode(p).ok()).map(Arc::new);
-                let cache_event = CacheEvent {
-                    kind: match ev.kind {
-                        crate::store::EventKind::Create => CacheEventKind::Added,
-                        crate::store::EventKind::Update => CacheEventKind::Modified,
-                        crate::store::EventKind::Delete => CacheEventKind::Deleted,
-                    },
-                    key: ev.kv.key.clone(),
-                    revision: ev.kv.mod_revision,
-                    object: Arc::new(object),
-                    prev,
+                let Ok(cache_event) = CacheEvent::from_store(ev.kind, &ev.kv, ev.prev.as_ref()) else {
+                    continue;
                 };
                 if let Some(line) = event_line(filter, enc, &cache_event) {
                     if tx.send(line).await.is_err() {
@@ -340,5 +346,5 @@ fn event_line(filter: &Filter, enc: &mut Encoder, ev: &CacheEvent) -> Option<Byt
             (false, false) => return None,
         },
     };
-    Some(enc.line(kind, &ev.object))
+    Some(enc.object_line(kind, &ev.object))
 }

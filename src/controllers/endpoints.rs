@@ -2,9 +2,10 @@
 //! selector, listing the selected pods' addresses (ready or not) and resolved ports, and
 //! removes it when the Service goes. Decisions are in [`super::endpoints_plan`].
 //!
-//! Pods are read with a label-selected LIST at each sync (a consistent read), so a sync
-//! triggered by a pod change always sees that change. Pod events map to the Services
-//! that select the pod now or did before (a relabelled pod leaves its old Services).
+//! Pods come from the shared pod cache ([`Informers`]), whose change stream triggers the
+//! syncs only once the cache holds the change, so a sync always sees the pod change that
+//! triggered it. Pod changes map to the Services that select the pod now or did before
+//! (a relabelled pod leaves its old Services).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -12,13 +13,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
 use super::endpoints_plan as plan;
+use super::informers::Informers;
 use super::{retry_later, ControllerError};
 use crate::client::events::{reference, EventType, Recorder};
 
@@ -28,12 +30,16 @@ const RESYNC: Duration = Duration::from_secs(300);
 struct Context {
     client: kube::Client,
     recorder: Recorder,
+    informers: Informers,
 }
 
-pub async fn run(client: kube::Client) -> Result<(), ControllerError> {
+pub async fn run(client: kube::Client, informers: Informers) -> Result<(), ControllerError> {
+    informers.ready().await;
+    let pod_changes = informers.pods.changes();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), "endpoint-controller"),
         client: client.clone(),
+        informers,
     });
     let controller = Controller::new(
         Api::<Service>::all(client.clone()),
@@ -41,11 +47,7 @@ pub async fn run(client: kube::Client) -> Result<(), ControllerError> {
     );
     let index = PodIndex::new(controller.store());
     let looping = controller
-        .watches(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            move |pod| index.services_for(&pod),
-        )
+        .watches_stream(pod_changes, move |pod| index.services_for(&pod))
         .watches(
             Api::<Endpoints>::all(client.clone()),
             watcher::Config::default(),
@@ -63,8 +65,8 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Contr
     }
     let name = svc.name_any();
     let ns = svc.namespace().unwrap_or_default();
-    let pods = selected_pods(&ctx.client, &svc).await?;
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let pods = selected_pods(&ctx.informers.pods, &svc);
+    let refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
     let desired = plan::desired_endpoints(&svc, &refs);
     let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &ns);
     let current = api
@@ -121,35 +123,12 @@ async fn delete_endpoints(client: kube::Client, svc: Service) {
     }
 }
 
-/// The pods in the Service's namespace that its selector matches (consistent LIST).
-pub(crate) async fn selected_pods(
-    client: &kube::Client,
-    svc: &Service,
-) -> Result<Vec<Pod>, ControllerError> {
-    let ns = svc.namespace().unwrap_or_default();
-    let selector = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.clone())
-        .unwrap_or_default();
-    let query = selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let mut params = ListParams::default();
-    if !query.is_empty() {
-        params = params.labels(&query);
-    }
-    let list = api
-        .list(&params)
-        .await
-        .map_err(ControllerError::api(format!(
-            "listing pods for service {ns}/{}",
-            svc.name_any()
-        )))?;
-    Ok(list.items)
+/// The pods in the Service's namespace that its selector matches, from the pod cache.
+pub(crate) fn selected_pods(pods: &Store<Pod>, svc: &Service) -> Vec<Arc<Pod>> {
+    pods.state()
+        .into_iter()
+        .filter(|pod| plan::selects(svc, pod))
+        .collect()
 }
 
 /// Run `cleanup` for every Service deletion seen by a watch (kube-rs controllers do not

@@ -20,6 +20,7 @@ use super::endpoints_plan::is_managed;
 use super::endpointslice_plan::{
     self as plan, CONTROLLER_NAME, MANAGED_BY_LABEL, SERVICE_NAME_LABEL,
 };
+use super::informers::Informers;
 use super::{retry_later, ControllerError};
 use crate::client::events::{reference, EventType, Recorder};
 
@@ -28,12 +29,16 @@ const RESYNC: Duration = Duration::from_secs(300);
 struct Context {
     client: kube::Client,
     recorder: Recorder,
+    informers: Informers,
 }
 
-pub async fn run(client: kube::Client) -> Result<(), ControllerError> {
+pub async fn run(client: kube::Client, informers: Informers) -> Result<(), ControllerError> {
+    informers.ready().await;
+    let pod_changes = informers.pods.changes();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), "endpoint-slice-controller"),
         client: client.clone(),
+        informers,
     });
     let controller = Controller::new(
         Api::<Service>::all(client.clone()),
@@ -43,11 +48,7 @@ pub async fn run(client: kube::Client) -> Result<(), ControllerError> {
     let managed =
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
     let looping = controller
-        .watches(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            move |pod| index.services_for(&pod),
-        )
+        .watches_stream(pod_changes, move |pod| index.services_for(&pod))
         .owns(Api::<EndpointSlice>::all(client.clone()), managed)
         .run(reconcile, retry_later, ctx)
         .for_each(|_| async {});
@@ -71,8 +72,8 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Contr
         delete_slices(ctx.client.clone(), (*svc).clone()).await;
         return Ok(Action::requeue(RESYNC));
     }
-    let pods = selected_pods(&ctx.client, &svc).await?;
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let pods = selected_pods(&ctx.informers.pods, &svc);
+    let refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
     let existing = api
         .list(&ListParams::default().labels(&managed_selector(&name)))
         .await

@@ -14,7 +14,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -116,19 +116,26 @@ where
         let (reader, writer) = reflector::store();
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
         let sender = changes.clone();
+        let held = reader.clone();
+        // Loops never read managedFields (kube-controller-manager's informers drop them
+        // too); without them a cached pod takes a fraction of the memory.
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(|o| o.meta_mut().managed_fields = None)
             .reflect(writer);
         set.spawn(async move {
             stream
                 .for_each(|event| {
                     match event {
-                        Ok(
-                            watcher::Event::Apply(obj)
-                            | watcher::Event::Delete(obj)
-                            | watcher::Event::InitApply(obj),
-                        ) => {
+                        Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                            // Announce the store's own copy rather than another one.
+                            let held = held
+                                .get(&ObjectRef::from_obj(&obj))
+                                .unwrap_or_else(|| Arc::new(obj));
                             // No subscriber yet is fine: nobody to wake.
+                            let _ = sender.send(held);
+                        }
+                        Ok(watcher::Event::Delete(obj)) => {
                             let _ = sender.send(Arc::new(obj));
                         }
                         Ok(watcher::Event::Init | watcher::Event::InitDone) => {}

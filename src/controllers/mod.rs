@@ -88,13 +88,15 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     set.spawn(supervise("garbagecollector", move || {
         garbagecollector::run(c.clone())
     }));
-    let c = client.clone();
-    set.spawn(supervise("endpoints", move || endpoints::run(c.clone())));
-    let c = client.clone();
-    set.spawn(supervise("endpointslice", move || {
-        endpointslice::run(c.clone())
-    }));
     let informers = informers::Informers::start(&client, &mut set);
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("endpoints", move || {
+        endpoints::run(c.clone(), i.clone())
+    }));
+    let (c, i) = (client.clone(), informers.clone());
+    set.spawn(supervise("endpointslice", move || {
+        endpointslice::run(c.clone(), i.clone())
+    }));
     let (c, i) = (client.clone(), informers.clone());
     set.spawn(supervise("replicaset", move || {
         replicaset::run(c.clone(), i.clone())

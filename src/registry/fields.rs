@@ -127,10 +127,19 @@ impl FieldSelector {
         kind: &str,
         obj: &Value,
     ) -> Result<bool, FieldSelectorError> {
+        self.matches_set(group, kind, &FieldSet::of(group, kind, obj))
+    }
+
+    /// Like [`FieldSelector::matches`], over the field set the cache took of the object.
+    pub fn matches_set(
+        &self,
+        group: &str,
+        kind: &str,
+        set: &FieldSet,
+    ) -> Result<bool, FieldSelectorError> {
         let mut all = true;
         for term in &self.terms {
-            let have = field_value(group, kind, obj, &term.field)?.unwrap_or_default();
-            let equal = have == term.value;
+            let equal = set.get(supported_field(group, kind, &term.field)?) == term.value;
             if equal == term.not_equal {
                 all = false;
             }
@@ -234,29 +243,46 @@ fn supported_field<'a>(
     kind: &str,
     field: &'a str,
 ) -> Result<&'a str, FieldSelectorError> {
-    let not_supported = || FieldSelectorError::UnsupportedField {
-        field: field.to_string(),
-        message: format!("field label not supported: {field}"),
+    if (group, kind) == ("", "Pod") && field == "spec.host" {
+        return Ok("spec.nodeName");
+    }
+    let labels = field_labels(group, kind);
+    if labels.unwrap_or(METADATA_ONLY).contains(&field) {
+        return Ok(field);
+    }
+    let message = match (group, kind, labels) {
+        ("batch", "Job", _) => format!("field label \"{field}\" not supported for batchv1.Job"),
+        (_, _, None) => format!(
+            "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+        ),
+        _ => format!("field label not supported: {field}"),
     };
-    let accepted: &[&str] = match (group, kind) {
-        ("", "Pod") => {
-            if field == "spec.host" {
-                return Ok("spec.nodeName");
-            }
-            &[
-                "metadata.name",
-                "metadata.namespace",
-                "spec.nodeName",
-                "spec.restartPolicy",
-                "spec.schedulerName",
-                "spec.serviceAccountName",
-                "spec.hostNetwork",
-                "status.phase",
-                "status.podIP",
-                "status.podIPs",
-                "status.nominatedNodeName",
-            ]
-        }
+    Err(FieldSelectorError::UnsupportedField {
+        field: field.to_string(),
+        message,
+    })
+}
+
+/// What every kind's field set holds.
+const METADATA_ONLY: &[&str] = &["metadata.name", "metadata.namespace"];
+
+/// The field labels of a kind that adds its own to [`METADATA_ONLY`] (`None` for the
+/// kinds that offer only those two).
+fn field_labels(group: &str, kind: &str) -> Option<&'static [&'static str]> {
+    Some(match (group, kind) {
+        ("", "Pod") => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
         ("", "Node") => &["metadata.name", "spec.unschedulable"],
         ("", "ReplicationController") | ("apps", "ReplicaSet") => {
             &["metadata.name", "metadata.namespace", "status.replicas"]
@@ -298,37 +324,42 @@ fn supported_field<'a>(
             "spec.clusterIP",
             "spec.type",
         ],
-        ("batch", "Job") => {
-            if matches!(
-                field,
-                "metadata.name" | "metadata.namespace" | "status.successful"
-            ) {
-                return Ok(field);
-            }
-            return Err(FieldSelectorError::UnsupportedField {
-                field: field.to_string(),
-                message: format!("field label \"{field}\" not supported for batchv1.Job"),
-            });
-        }
+        ("batch", "Job") => &["metadata.name", "metadata.namespace", "status.successful"],
         ("certificates.k8s.io", "CertificateSigningRequest") => {
             &["metadata.name", "spec.signerName"]
         }
-        _ => {
-            if matches!(field, "metadata.name" | "metadata.namespace") {
-                return Ok(field);
-            }
-            return Err(FieldSelectorError::UnsupportedField {
-                field: field.to_string(),
-                message: format!(
-                    "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
-                ),
-            });
-        }
-    };
-    if accepted.contains(&field) {
-        Ok(field)
-    } else {
-        Err(not_supported())
+        _ => return None,
+    })
+}
+
+/// The field values of one object, taken once when it enters the watch cache (as
+/// kube-apiserver's cacher keeps them), so selectors are tested without the object.
+/// Only non-empty values are kept; a missing label compares as the empty string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldSet {
+    values: Box<[(&'static str, Box<str>)]>,
+}
+
+impl FieldSet {
+    /// The field set of `obj`, a `group`/`kind` object in its stored form.
+    pub fn of(group: &str, kind: &str, obj: &Value) -> FieldSet {
+        let labels = field_labels(group, kind).unwrap_or(METADATA_ONLY);
+        let values = labels
+            .iter()
+            .filter_map(|label| {
+                let value = field_value(group, kind, obj, label).ok()??;
+                (!value.is_empty()).then(|| (*label, value.into_boxed_str()))
+            })
+            .collect();
+        FieldSet { values }
+    }
+
+    /// The value of a label of this set ("" when the object leaves it empty).
+    fn get(&self, label: &str) -> &str {
+        self.values
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map_or("", |(_, v)| v)
     }
 }
 

@@ -88,8 +88,10 @@ pub async fn run(client: kube::Client) -> Result<(), SchedulerError> {
             .map_err(watch("namespaces"))
     })
     .boxed();
+    // managedFields never matter to scheduling; pending pods are kept without them.
     let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(|p| p.metadata.managed_fields = None)
         .map(move |e| e.map(|e| Input::Pod(Box::new(e))).map_err(watch("pods")))
         .boxed();
     let mut inputs: BoxStream<'static, Result<Input, SchedulerError>> =
