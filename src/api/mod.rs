@@ -336,6 +336,7 @@ impl ApiServer {
         }
     }
 
+    /// `/openapi/v3…` and `/openapi/v2` (see [`openapi`]); `None` for other paths.
     fn openapi_route(
         &self,
         path: &str,
@@ -374,17 +375,21 @@ impl ApiServer {
             });
         }
         if path == "/openapi/v2" || path == "/swagger.json" {
-            // kubectl asks v2 as protobuf only; we serve JSON, so say so at once instead
-            // of generating a document it cannot read.
-            if accept == Accept::Protobuf {
-                return Some(Err(ApiError::NotAcceptable(
-                    "only application/json is served for /openapi/v2".into(),
-                )));
+            // kubectl and client-go ask for gnostic's protobuf form only
+            // (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`); JSON
+            // stays the default.
+            let (doc, etag, content_type) = if accept == Accept::Protobuf {
+                let (doc, etag) = self.openapi.v2_protobuf();
+                (doc, etag, openapi::V2_PROTOBUF_CONTENT_TYPE)
+            } else {
+                let (doc, etag) = self.openapi.v2();
+                (doc, etag, "application/json")
+            };
+            let mut resp = body::respond(200, content_type, doc.to_vec());
+            if let Ok(v) = header::HeaderValue::from_str(&format!("\"{etag}\"")) {
+                resp.headers_mut().insert(header::ETAG, v);
             }
-            return Some(match self.openapi.v2() {
-                Some(doc) => Ok(body::respond(200, "application/json", doc.to_vec())),
-                None => Err(ApiError::NoRoute),
-            });
+            return Some(Ok(resp));
         }
         None
     }
