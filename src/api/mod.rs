@@ -36,6 +36,10 @@ use status::{ApiError, ApiResult};
 
 use crate::store::Store;
 
+/// The CRD collection kubectl's field-validation verifier lists (see
+/// `Api::empty_crd_list`).
+const CRD_COLLECTION: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+
 /// Settings the API server needs from the command line.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -164,6 +168,9 @@ impl ApiServer {
         }
         if let Some(resp) = self.openapi_route(&path, &query, accept) {
             return resp;
+        }
+        if path == CRD_COLLECTION && method == Method::GET && !query.watch {
+            return Ok(self.empty_crd_list());
         }
         let route = request::route(&path)?;
         let p = match route {
@@ -336,6 +343,24 @@ impl ApiServer {
         }
     }
 
+    /// An empty `CustomResourceDefinitionList`: skiff has no CRDs (the
+    /// apiextensions group is neither served nor discoverable), but kubectl's
+    /// v2 `fieldValidation` verifier lists CRDs whenever a kind has no PATCH
+    /// operation (`create -f` of TokenReview, SelfSubjectAccessReview, …) and
+    /// aborts validation on a 404. Listing is all it does; every other CRD
+    /// request still gets 404.
+    fn empty_crd_list(&self) -> Response<Body> {
+        body::json(
+            200,
+            &json!({
+                "kind": "CustomResourceDefinitionList",
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "metadata": { "resourceVersion": self.store.current_revision().to_string() },
+                "items": [],
+            }),
+        )
+    }
+
     /// `/openapi/v3…` and `/openapi/v2` (see [`openapi`]); `None` for other paths.
     fn openapi_route(
         &self,
@@ -389,6 +414,8 @@ impl ApiServer {
             if let Ok(v) = header::HeaderValue::from_str(&format!("\"{etag}\"")) {
                 resp.headers_mut().insert(header::ETAG, v);
             }
+            resp.headers_mut()
+                .insert(header::VARY, header::HeaderValue::from_static("Accept"));
             return Some(Ok(resp));
         }
         None

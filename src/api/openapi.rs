@@ -65,9 +65,11 @@ use crate::registry::resources::{ResourceInfo, RESOURCES};
 /// Revision of the generator's output format, part of every document hash.
 pub const SCHEMA_REVISION: u32 = 1;
 
-/// Media type of [`OpenApi::v2_protobuf`], as kube-apiserver names it.
+/// Content type of [`OpenApi::v2_protobuf`] responses, as kube-apiserver sends
+/// it: clients ask for `…spec.v2@v1.0+protobuf`, but Go's `mime` parser (which
+/// client-go runs on the response) rejects the `@`, so the answer says `.v1.0`.
 pub const V2_PROTOBUF_CONTENT_TYPE: &str =
-    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// Kubernetes release whose API the schemas describe (k8s-openapi's `v1_32`).
 const KUBE_API: &str = "v1.32";
@@ -300,8 +302,9 @@ impl OpenApi {
     pub fn v2_protobuf(&self) -> (&[u8], &str) {
         let served = self.v2_protobuf.get_or_init(|| {
             let doc = match self.v2.get() {
-                Some(json) => serde_json::from_slice(&json.bytes)
-                    .unwrap_or_else(|_| self.v2_value()),
+                Some(json) => {
+                    serde_json::from_slice(&json.bytes).unwrap_or_else(|_| self.v2_value())
+                }
                 None => self.v2_value(),
             };
             let bytes = gnostic::encode(&doc);

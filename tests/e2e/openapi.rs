@@ -36,11 +36,23 @@ fn create_list_creates_every_item() {
         "configmap/app-config created\nsecret/app-secret created"
     );
     assert_eq!(
-        s.ok(&["get", "configmap", "app-config", "-o", "jsonpath={.data.mode}"]),
+        s.ok(&[
+            "get",
+            "configmap",
+            "app-config",
+            "-o",
+            "jsonpath={.data.mode}"
+        ]),
         "fast"
     );
     assert_eq!(
-        s.ok(&["get", "secret", "app-secret", "-o", "jsonpath={.data.password}"]),
+        s.ok(&[
+            "get",
+            "secret",
+            "app-secret",
+            "-o",
+            "jsonpath={.data.password}"
+        ]),
         "aHVudGVyMg=="
     );
 }
@@ -59,7 +71,10 @@ fn create_list_reports_unknown_fields_client_side() {
     assert!(err.contains("--validate=false"), "{err}");
     // Validation failed before anything was sent.
     let missing = s.fails(&["get", "configmap", "app-config"]);
-    assert!(missing.contains("NotFound") || missing.contains("not found"), "{missing}");
+    assert!(
+        missing.contains("NotFound") || missing.contains("not found"),
+        "{missing}"
+    );
     let missing = s.fails(&["get", "secret", "app-secret"]);
     assert!(missing.contains("not found"), "{missing}");
     // Without validation both are created (the server drops the unknown field).

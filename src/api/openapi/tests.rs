@@ -424,7 +424,14 @@ fn v2_protobuf_has_definitions_with_gvk_and_patch_field_validation() {
     assert_eq!(cm.msg(22).strs(1), ["object"]);
     let props = cm.msg(25).named(1);
     let names: Vec<&str> = props.iter().map(|(n, _)| *n).collect();
-    for want in ["apiVersion", "kind", "metadata", "data", "binaryData", "immutable"] {
+    for want in [
+        "apiVersion",
+        "kind",
+        "metadata",
+        "data",
+        "binaryData",
+        "immutable",
+    ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
     let field = |name: &str| &props.iter().find(|(n, _)| *n == name).expect(name).1;
@@ -452,7 +459,10 @@ fn v2_protobuf_has_definitions_with_gvk_and_patch_field_validation() {
         ),
     ] {
         let op = patch_operation(&doc, path);
-        assert_eq!(op.extension(13, "x-kubernetes-group-version-kind"), Some(gvk));
+        assert_eq!(
+            op.extension(13, "x-kubernetes-group-version-kind"),
+            Some(gvk)
+        );
         assert!(query_params(&op).iter().any(|p| p == "fieldValidation"));
         // The body parameter is a BodyParameter with a schema.
         let body = op
@@ -527,8 +537,7 @@ fn v2_protobuf_definitions_parse_like_kube_openapi() {
     // LookupResource), and so are the create-only review kinds.
     let mut gvks = Vec::new();
     for (_, schema) in &defs {
-        if let Some(Value::Array(list)) = schema.extension(31, "x-kubernetes-group-version-kind")
-        {
+        if let Some(Value::Array(list)) = schema.extension(31, "x-kubernetes-group-version-kind") {
             gvks.extend(list);
         }
     }
@@ -553,7 +562,10 @@ fn v2_protobuf_is_the_same_whichever_form_is_asked_first() {
     let second = OpenApi::build();
     let _ = second.v2();
     let (via_json, etag) = second.v2_protobuf();
-    assert!(direct == via_json, "protobuf differs when built from the kept JSON");
+    assert!(
+        direct == via_json,
+        "protobuf differs when built from the kept JSON"
+    );
     assert_eq!(etag.len(), 64);
     assert_ne!(etag, second.v2().1, "JSON and protobuf share an entity tag");
 }
@@ -573,7 +585,11 @@ fn writer_round_trips_through_the_reader() {
     let bytes = w.into_bytes();
     let m = decode(&bytes);
     let fields: Vec<u32> = m.0.iter().map(|(f, _)| *f).collect();
-    assert_eq!(fields, [2, 3, 4, 6, 8], "defaults are left out, oneof zero kept");
+    assert_eq!(
+        fields,
+        [2, 3, 4, 6, 8],
+        "defaults are left out, oneof zero kept"
+    );
     assert_eq!(m.str(2), "héllo");
     assert_eq!(m.num(3), 300);
     assert_eq!(m.num(4), u64::MAX);
