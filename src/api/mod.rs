@@ -36,6 +36,10 @@ use status::{ApiError, ApiResult};
 
 use crate::store::Store;
 
+/// The CRD collection kubectl's field-validation verifier lists (see
+/// `Api::empty_crd_list`).
+const CRD_COLLECTION: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+
 /// Settings the API server needs from the command line.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -164,6 +168,9 @@ impl ApiServer {
         }
         if let Some(resp) = self.openapi_route(&path, &query, accept) {
             return resp;
+        }
+        if path == CRD_COLLECTION && method == Method::GET && !query.watch {
+            return Ok(self.empty_crd_list());
         }
         let route = request::route(&path)?;
         let p = match route {
@@ -336,6 +343,25 @@ impl ApiServer {
         }
     }
 
+    /// An empty `CustomResourceDefinitionList`: skiff has no CRDs (the
+    /// apiextensions group is neither served nor discoverable), but kubectl's
+    /// v2 `fieldValidation` verifier lists CRDs whenever a kind has no PATCH
+    /// operation (`create -f` of TokenReview, SelfSubjectAccessReview, …) and
+    /// aborts validation on a 404. Listing is all it does; every other CRD
+    /// request still gets 404.
+    fn empty_crd_list(&self) -> Response<Body> {
+        body::json(
+            200,
+            &json!({
+                "kind": "CustomResourceDefinitionList",
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "metadata": { "resourceVersion": self.store.current_revision().to_string() },
+                "items": [],
+            }),
+        )
+    }
+
+    /// `/openapi/v3…` and `/openapi/v2` (see [`openapi`]); `None` for other paths.
     fn openapi_route(
         &self,
         path: &str,
@@ -374,17 +400,23 @@ impl ApiServer {
             });
         }
         if path == "/openapi/v2" || path == "/swagger.json" {
-            // kubectl asks v2 as protobuf only; we serve JSON, so say so at once instead
-            // of generating a document it cannot read.
-            if accept == Accept::Protobuf {
-                return Some(Err(ApiError::NotAcceptable(
-                    "only application/json is served for /openapi/v2".into(),
-                )));
+            // kubectl and client-go ask for gnostic's protobuf form only
+            // (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`); JSON
+            // stays the default.
+            let (doc, etag, content_type) = if accept == Accept::Protobuf {
+                let (doc, etag) = self.openapi.v2_protobuf();
+                (doc, etag, openapi::V2_PROTOBUF_CONTENT_TYPE)
+            } else {
+                let (doc, etag) = self.openapi.v2();
+                (doc, etag, "application/json")
+            };
+            let mut resp = body::respond(200, content_type, doc.to_vec());
+            if let Ok(v) = header::HeaderValue::from_str(&format!("\"{etag}\"")) {
+                resp.headers_mut().insert(header::ETAG, v);
             }
-            return Some(match self.openapi.v2() {
-                Some(doc) => Ok(body::respond(200, "application/json", doc.to_vec())),
-                None => Err(ApiError::NoRoute),
-            });
+            resp.headers_mut()
+                .insert(header::VARY, header::HeaderValue::from_static("Accept"));
+            return Some(Ok(resp));
         }
         None
     }

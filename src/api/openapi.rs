@@ -1,19 +1,23 @@
 //! OpenAPI documents of the served API: `/openapi/v3` (root index plus one
 //! OpenAPI 3.0 document per group-version) and `/openapi/v2` (one Swagger 2.0
-//! document), as kube-apiserver publishes them.
+//! document, served as JSON or as gnostic protobuf), as kube-apiserver
+//! publishes them.
 //!
 //! kubectl depends on them: `apply`/`create -f`/`replace`/`edit`/`diff` look up
 //! the kind's PATCH operation in the group-version document to learn that the
 //! server takes `fieldValidation` (then send `fieldValidation=Strict` and leave
 //! validation to the server), and `kubectl explain` walks the kind's schema
 //! (found by `x-kubernetes-group-version-kind`) through
-//! `#/components/schemas/<name>` references.
+//! `#/components/schemas/<name>` references. The v2 document matters to kubectl
+//! only as protobuf: for a `List` and for kinds without a PATCH operation (the
+//! create-only reviews) it falls back to its v2 verifier and to client-side
+//! validation against the v2 `definitions` (the `gnostic` submodule).
 //!
 //! Everything is derived from the catalogue
 //! (`crate::registry::resources::RESOURCES`): the paths and
 //! operations by the `paths` submodule, the schemas by `schemas` from
-//! k8s-openapi's `schemars` impls, and the v2 document by `v2` from the v3
-//! documents.
+//! k8s-openapi's `schemars` impls, the v2 document by `v2` from the v3
+//! documents, and its protobuf form by `gnostic` from the v2 JSON.
 //!
 //! # Laziness and hashes
 //!
@@ -33,7 +37,8 @@
 //!
 //! Measured (release build, 2 cores): `build()` 0.3 ms; `api/v1` 650 KB in
 //! ~55 ms, `apis/apps/v1` 365 KB in ~25 ms, all 13 v3 documents 2.0 MB in
-//! ~140 ms; v2 1.1 MB in ~180 ms. Generation peaks at ~10× the document size in
+//! ~140 ms; v2 1.1 MB in ~180 ms (its protobuf form: see
+//! [`OpenApi::v2_protobuf`]). Generation peaks at ~10× the document size in
 //! transient JSON values; `malloc_trim` hands that back afterwards, so a kept
 //! document costs about its own size in RSS.
 //!
@@ -42,9 +47,10 @@
 //! The deprecated `/watch/…` paths (watching is the `watch` parameter of the
 //! list operations), `application/strategic-merge-patch+json` on PATCH (so
 //! kubectl builds strategic merge patches from its own Go types), protobuf
-//! content types, and `x-kubernetes-patch-strategy`/`-merge-key` (k8s-openapi's
-//! schemas do not carry them).
+//! content types for objects, and `x-kubernetes-patch-strategy`/`-merge-key`
+//! (k8s-openapi's schemas do not carry them).
 
+mod gnostic;
 mod paths;
 mod schemas;
 mod v2;
@@ -59,6 +65,12 @@ use crate::registry::resources::{ResourceInfo, RESOURCES};
 /// Revision of the generator's output format, part of every document hash.
 pub const SCHEMA_REVISION: u32 = 1;
 
+/// Content type of [`OpenApi::v2_protobuf`] responses, as kube-apiserver sends
+/// it: clients ask for `…spec.v2@v1.0+protobuf`, but Go's `mime` parser (which
+/// client-go runs on the response) rejects the `@`, so the answer says `.v1.0`.
+pub const V2_PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
 /// Kubernetes release whose API the schemas describe (k8s-openapi's `v1_32`).
 const KUBE_API: &str = "v1.32";
 
@@ -72,12 +84,26 @@ struct Doc {
     bytes: OnceLock<Vec<u8>>,
 }
 
+/// A generated body and its entity tag (hex SHA-256 of the bytes, unquoted).
+struct Served {
+    bytes: Vec<u8>,
+    etag: String,
+}
+
+impl Served {
+    fn new(bytes: Vec<u8>) -> Served {
+        let etag = hex(&Sha256::digest(&bytes));
+        Served { bytes, etag }
+    }
+}
+
 /// The OpenAPI documents of the served API (see the module docs).
 pub struct OpenApi {
     docs: Vec<Doc>,
     root: Vec<u8>,
     root_etag: String,
-    v2: OnceLock<Vec<u8>>,
+    v2: OnceLock<Served>,
+    v2_protobuf: OnceLock<Served>,
 }
 
 impl Default for OpenApi {
@@ -209,6 +235,7 @@ impl OpenApi {
             root,
             root_etag,
             v2: OnceLock::new(),
+            v2_protobuf: OnceLock::new(),
         }
     }
 
@@ -249,19 +276,43 @@ impl OpenApi {
         self.docs.iter().map(|d| d.path.as_str())
     }
 
-    /// JSON body of `GET /openapi/v2`: one Swagger 2.0 document for the whole
-    /// API, generated on the first call (from the v3 documents, which are not
-    /// kept by this) and then kept. kubectl only asks for it as protobuf, as a
-    /// fallback when v3 lacks a group-version, so a server should answer a
-    /// protobuf-only `Accept` with 406 Not Acceptable and serve this to JSON.
-    pub fn v2(&self) -> Option<&[u8]> {
-        let bytes = self.v2.get_or_init(|| {
-            let docs = self.docs.iter().map(|d| generate(d.group, d.version));
-            let bytes = v2::convert(docs).to_string().into_bytes();
+    /// The Swagger 2.0 document as a JSON value, built from the v3 documents
+    /// (which are not kept by this).
+    fn v2_value(&self) -> Value {
+        v2::convert(self.docs.iter().map(|d| generate(d.group, d.version)))
+    }
+
+    /// JSON body of `GET /openapi/v2` and its entity tag: one Swagger 2.0
+    /// document for the whole API, generated on the first call and then kept.
+    /// kubectl never asks for it as JSON (see [`v2_protobuf`](Self::v2_protobuf)).
+    pub fn v2(&self) -> (&[u8], &str) {
+        let served = self.v2.get_or_init(|| {
+            let bytes = self.v2_value().to_string().into_bytes();
             release_freed_memory();
-            bytes
+            Served::new(bytes)
         });
-        Some(bytes.as_slice())
+        (served.bytes.as_slice(), served.etag.as_str())
+    }
+
+    /// The same document as gnostic's `openapi.v2.Document` protobuf
+    /// (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, what
+    /// kubectl and client-go download) and its entity tag. Generated on the
+    /// first call (from the kept JSON if that was asked for first, else from the
+    /// v3 documents, without keeping the JSON) and then kept.
+    pub fn v2_protobuf(&self) -> (&[u8], &str) {
+        let served = self.v2_protobuf.get_or_init(|| {
+            let doc = match self.v2.get() {
+                Some(json) => {
+                    serde_json::from_slice(&json.bytes).unwrap_or_else(|_| self.v2_value())
+                }
+                None => self.v2_value(),
+            };
+            let bytes = gnostic::encode(&doc);
+            drop(doc);
+            release_freed_memory();
+            Served::new(bytes)
+        });
+        (served.bytes.as_slice(), served.etag.as_str())
     }
 }
 

@@ -11,6 +11,7 @@ mod errors;
 mod gc;
 mod get;
 mod mutate;
+mod openapi;
 mod server;
 mod services;
 mod tokens;

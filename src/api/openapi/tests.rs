@@ -265,7 +265,7 @@ fn documents_are_deterministic() {
 #[test]
 fn v2_document_is_swagger_with_resolvable_refs() {
     let api = OpenApi::build();
-    let v2: Value = serde_json::from_slice(api.v2().expect("v2")).expect("v2 is JSON");
+    let v2: Value = serde_json::from_slice(api.v2().0).expect("v2 is JSON");
     assert_eq!(v2["swagger"], "2.0");
     let defs = v2["definitions"].as_object().expect("definitions");
     let mut refs = Vec::new();
@@ -290,4 +290,312 @@ fn v2_document_is_swagger_with_resolvable_refs() {
         defs["io.k8s.apimachinery.pkg.api.resource.Quantity"]["type"],
         "string"
     );
+}
+
+// ---- the v2 document as gnostic protobuf -------------------------------------
+
+/// A decoded protobuf message: its fields in order, LEN payloads as bytes,
+/// varints as numbers (decoded with skiff's own wire reader).
+struct Msg<'a>(Vec<(u32, Field<'a>)>);
+
+enum Field<'a> {
+    Num(u64),
+    Bytes(&'a [u8]),
+}
+
+fn decode(buf: &[u8]) -> Msg<'_> {
+    use crate::api::protobuf::wire::{Reader, LEN, VARINT};
+    let mut r = Reader::new(buf);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let (field, wt) = r.key().expect("field key");
+        let v = match wt {
+            VARINT => Field::Num(r.varint().expect("varint")),
+            LEN => Field::Bytes(r.len_delimited().expect("payload")),
+            other => {
+                r.skip(other).expect("skippable field");
+                continue;
+            }
+        };
+        out.push((field, v));
+    }
+    Msg(out)
+}
+
+impl<'a> Msg<'a> {
+    fn all(&self, field: u32) -> Vec<&'a [u8]> {
+        self.0
+            .iter()
+            .filter(|(f, _)| *f == field)
+            .filter_map(|(_, v)| match v {
+                Field::Bytes(b) => Some(*b),
+                Field::Num(_) => None,
+            })
+            .collect()
+    }
+    fn one(&self, field: u32) -> Option<&'a [u8]> {
+        self.all(field).last().copied()
+    }
+    fn msg(&self, field: u32) -> Msg<'a> {
+        decode(self.one(field).unwrap_or_default())
+    }
+    fn str(&self, field: u32) -> &'a str {
+        std::str::from_utf8(self.one(field).unwrap_or_default()).expect("UTF-8 string")
+    }
+    fn strs(&self, field: u32) -> Vec<&'a str> {
+        self.all(field)
+            .into_iter()
+            .map(|b| std::str::from_utf8(b).expect("UTF-8 string"))
+            .collect()
+    }
+    fn num(&self, field: u32) -> u64 {
+        self.0
+            .iter()
+            .rev()
+            .find_map(|(f, v)| match v {
+                Field::Num(n) if *f == field => Some(*n),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+    /// `repeated Named<T> {1 name, 2 value}` in `field`, as (name, value) pairs.
+    fn named(&self, field: u32) -> Vec<(&'a str, Msg<'a>)> {
+        self.all(field)
+            .into_iter()
+            .map(|b| {
+                let n = decode(b);
+                (n.str(1), n.msg(2))
+            })
+            .collect()
+    }
+    /// A `repeated NamedAny` vendor extension's YAML text, parsed (it is JSON).
+    fn extension(&self, field: u32, name: &str) -> Option<Value> {
+        let (_, any) = self.named(field).into_iter().find(|(n, _)| *n == name)?;
+        Some(serde_yaml_ok(any.str(2)))
+    }
+}
+
+fn serde_yaml_ok(text: &str) -> Value {
+    serde_json::from_str(text.trim_end()).expect("extension YAML is JSON text")
+}
+
+fn v2_protobuf_doc(api: &OpenApi) -> Msg<'_> {
+    decode(api.v2_protobuf().0)
+}
+
+/// The PATCH operation of `path` in a decoded gnostic Document.
+fn patch_operation<'a>(doc: &Msg<'a>, path: &str) -> Msg<'a> {
+    let (_, item) = doc
+        .msg(8)
+        .named(2)
+        .into_iter()
+        .find(|(p, _)| *p == path)
+        .unwrap_or_else(|| panic!("path {path} missing"));
+    item.msg(8)
+}
+
+/// Names of the query parameters of a decoded gnostic Operation.
+fn query_params(op: &Msg<'_>) -> Vec<String> {
+    op.all(8)
+        .into_iter()
+        .map(decode)
+        .map(|item| item.msg(1).msg(2).msg(3))
+        .filter(|q| q.str(2) == "query")
+        .map(|q| q.str(4).to_string())
+        .collect()
+}
+
+#[test]
+fn v2_protobuf_has_definitions_with_gvk_and_patch_field_validation() {
+    let api = OpenApi::build();
+    let doc = v2_protobuf_doc(&api);
+    assert_eq!(doc.str(1), "2.0");
+    assert_eq!(doc.msg(2).str(1), "Kubernetes");
+
+    let defs = doc.msg(9).named(1);
+    let (_, cm) = defs
+        .iter()
+        .find(|(n, _)| *n == "io.k8s.api.core.v1.ConfigMap")
+        .expect("ConfigMap definition");
+    assert_eq!(
+        cm.extension(31, "x-kubernetes-group-version-kind"),
+        Some(json!([{"group": "", "kind": "ConfigMap", "version": "v1"}]))
+    );
+    assert_eq!(cm.msg(22).strs(1), ["object"]);
+    let props = cm.msg(25).named(1);
+    let names: Vec<&str> = props.iter().map(|(n, _)| *n).collect();
+    for want in [
+        "apiVersion",
+        "kind",
+        "metadata",
+        "data",
+        "binaryData",
+        "immutable",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let field = |name: &str| &props.iter().find(|(n, _)| *n == name).expect(name).1;
+    // data: a map of strings (additionalProperties holds a Schema).
+    assert_eq!(field("data").msg(22).strs(1), ["object"]);
+    assert_eq!(field("data").msg(21).msg(1).msg(22).strs(1), ["string"]);
+    // metadata: a plain reference with the field's own description beside it.
+    assert_eq!(
+        field("metadata").str(1),
+        "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    );
+    assert!(field("metadata").msg(22).all(1).is_empty());
+    assert!(!field("metadata").str(4).is_empty());
+
+    // kubectl's v2 fieldValidation verifier: the PATCH operation names its kind
+    // and takes fieldValidation as a query parameter.
+    for (path, gvk) in [
+        (
+            "/api/v1/namespaces/{namespace}/configmaps/{name}",
+            json!({"group": "", "kind": "ConfigMap", "version": "v1"}),
+        ),
+        (
+            "/api/v1/namespaces/{name}",
+            json!({"group": "", "kind": "Namespace", "version": "v1"}),
+        ),
+    ] {
+        let op = patch_operation(&doc, path);
+        assert_eq!(
+            op.extension(13, "x-kubernetes-group-version-kind"),
+            Some(gvk)
+        );
+        assert!(query_params(&op).iter().any(|p| p == "fieldValidation"));
+        // The body parameter is a BodyParameter with a schema.
+        let body = op
+            .all(8)
+            .into_iter()
+            .map(decode)
+            .map(|i| i.msg(1).msg(1))
+            .find(|b| b.str(3) == "body")
+            .expect("body parameter");
+        assert_eq!(body.str(2), "body");
+        assert_eq!(body.num(4), 1, "required");
+        assert!(op.strs(7).contains(&"application/merge-patch+json"));
+    }
+}
+
+/// The checks kube-openapi's `util/proto` parser makes while reading every v2
+/// definition (it rejects the whole document on the first failure, and kubectl
+/// then cannot validate anything client-side).
+fn check_parsable(s: &Msg<'_>, defs: &[&str], path: &str, errors: &mut Vec<String>) {
+    let types = s.msg(22).strs(1);
+    let reference = s.str(1);
+    if !reference.is_empty() {
+        if !s.msg(25).all(1).is_empty() || !types.is_empty() {
+            errors.push(format!("{path}: $ref next to a type or properties"));
+        }
+        match reference.strip_prefix("#/definitions/") {
+            Some(name) if defs.contains(&name) => {}
+            _ => errors.push(format!("{path}: bad reference {reference}")),
+        }
+        return;
+    }
+    let properties = s.one(25).is_some();
+    match types.as_slice() {
+        [] | ["object"] if properties => {
+            for (name, field) in s.msg(25).named(1) {
+                check_parsable(&field, defs, &format!("{path}.{name}"), errors);
+            }
+        }
+        [] => {}
+        ["object"] => {
+            let additional = s.msg(21);
+            if additional.one(1).is_some() {
+                check_parsable(&additional.msg(1), defs, path, errors);
+            }
+        }
+        ["array"] => {
+            let items = s.msg(23).all(1);
+            if items.len() == 1 {
+                check_parsable(&decode(items[0]), defs, &format!("{path}[]"), errors);
+            } else {
+                errors.push(format!("{path}: array with {} items", items.len()));
+            }
+        }
+        ["string" | "number" | "integer" | "boolean"] => {}
+        other => errors.push(format!("{path}: unparsable type {other:?}")),
+    }
+}
+
+#[test]
+fn v2_protobuf_definitions_parse_like_kube_openapi() {
+    let api = OpenApi::build();
+    let doc = v2_protobuf_doc(&api);
+    let defs = doc.msg(9).named(1);
+    let names: Vec<&str> = defs.iter().map(|(n, _)| *n).collect();
+    let mut errors = Vec::new();
+    for (name, schema) in &defs {
+        check_parsable(schema, &names, name, &mut errors);
+    }
+    assert!(errors.is_empty(), "{} problems: {errors:#?}", errors.len());
+
+    // Every served kind is found through a definition's GVK list (kubectl's
+    // LookupResource), and so are the create-only review kinds.
+    let mut gvks = Vec::new();
+    for (_, schema) in &defs {
+        if let Some(Value::Array(list)) = schema.extension(31, "x-kubernetes-group-version-kind") {
+            gvks.extend(list);
+        }
+    }
+    for r in RESOURCES {
+        let want = json!({"group": r.group, "kind": r.kind, "version": r.version});
+        assert!(gvks.contains(&want), "no definition for {want}");
+    }
+    for (group, kind) in [
+        ("authentication.k8s.io", "TokenReview"),
+        ("authentication.k8s.io", "SelfSubjectReview"),
+        ("authorization.k8s.io", "SelfSubjectAccessReview"),
+    ] {
+        let want = json!({"group": group, "kind": kind, "version": "v1"});
+        assert!(gvks.contains(&want), "no definition for {want}");
+    }
+}
+
+#[test]
+fn v2_protobuf_is_the_same_whichever_form_is_asked_first() {
+    let first = OpenApi::build();
+    let direct = first.v2_protobuf().0.to_vec();
+    let second = OpenApi::build();
+    let _ = second.v2();
+    let (via_json, etag) = second.v2_protobuf();
+    assert!(
+        direct == via_json,
+        "protobuf differs when built from the kept JSON"
+    );
+    assert_eq!(etag.len(), 64);
+    assert_ne!(etag, second.v2().1, "JSON and protobuf share an entity tag");
+}
+
+#[test]
+fn writer_round_trips_through_the_reader() {
+    use crate::api::protobuf::wire::Writer;
+    let mut w = Writer::new();
+    w.string(1, "");
+    w.string(2, "héllo");
+    w.varint(3, 300);
+    w.int64(4, -1);
+    w.bool(5, false);
+    w.varint_always(6, 0);
+    w.double(7, 1.5);
+    w.message(8, |w| w.repeated_string(1, ""));
+    let bytes = w.into_bytes();
+    let m = decode(&bytes);
+    let fields: Vec<u32> = m.0.iter().map(|(f, _)| *f).collect();
+    assert_eq!(
+        fields,
+        [2, 3, 4, 6, 8],
+        "defaults are left out, oneof zero kept"
+    );
+    assert_eq!(m.str(2), "héllo");
+    assert_eq!(m.num(3), 300);
+    assert_eq!(m.num(4), u64::MAX);
+    assert_eq!(m.msg(8).strs(1), [""]);
+    // field 7 is FIXED64: 1.5 little-endian after key (7 << 3 | 1).
+    let tail = &bytes[bytes.len() - 2 - 1 - 8 - 2..];
+    assert_eq!(tail[0], 7 << 3 | 1);
+    assert_eq!(&tail[1..9], &1.5f64.to_le_bytes());
 }

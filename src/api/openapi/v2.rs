@@ -3,7 +3,11 @@
 //! lists of shared meta types united), `$ref`s rewritten to `#/definitions/`,
 //! parameters flattened (`type` instead of `schema`), request bodies turned into
 //! `in: body` parameters with `consumes`, and response content into `schema` with
-//! `produces`.
+//! `produces`. A field's `allOf: [{$ref}]` (v3's way to put a description next to
+//! a reference) becomes a plain `$ref` with that description, as kube-apiserver's
+//! v2 document has it: kube-openapi's v2 parser (kubectl's client-side
+//! validation) treats a schema without `$ref`, `type` or `properties` as
+//! "anything" and would not look into the referenced kind.
 
 use serde_json::{json, Map, Value};
 
@@ -95,9 +99,28 @@ fn flatten_one_of(schema: &mut Value, format: Option<&str>) {
     }
 }
 
+/// `{allOf: [{$ref: X}], description…}` → `{$ref: X, description…}` when the
+/// schema has nothing a `$ref` may not sit next to in Swagger 2.0 parsers.
+fn collapse_all_of(m: &mut Map<String, Value>) {
+    let single_ref = match m.get("allOf") {
+        Some(Value::Array(a)) if a.len() == 1 => match &a[0] {
+            Value::Object(inner) if inner.len() == 1 => inner.get("$ref").cloned(),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(r) = single_ref {
+        if !m.contains_key("type") && !m.contains_key("properties") {
+            m.remove("allOf");
+            m.insert("$ref".into(), r);
+        }
+    }
+}
+
 fn rewrite_refs(v: &mut Value) {
     match v {
         Value::Object(m) => {
+            collapse_all_of(m);
             for (k, v) in m.iter_mut() {
                 if k == "$ref" {
                     if let Value::String(s) = v {

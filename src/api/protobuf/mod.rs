@@ -67,7 +67,7 @@ mod decode;
 #[rustfmt::skip]
 mod schema;
 mod schema_types;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
-//! Protobuf wire-format primitives: a bounds-checked reader over a byte slice.
+//! Protobuf wire-format primitives: a bounds-checked reader over a byte slice,
+//! and a writer that appends fields to a byte vector.
 
 /// Wire types used by Kubernetes (groups, wire types 3 and 4, are rejected).
 pub(crate) const VARINT: u8 = 0;
@@ -102,5 +103,96 @@ impl<'a> Reader<'a> {
             FIXED32 => self.take(4).map(drop),
             other => Err(WireError::BadWireType(other)),
         }
+    }
+}
+
+/// Appends protobuf fields to a byte vector, proto3 style: the scalar helpers
+/// skip default values (empty strings, `false`, zero), as a proto3 encoder
+/// leaves them out; [`message`](Self::message) always writes the field, so an
+/// empty but present message stays present.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new() -> Self {
+        Writer::default()
+    }
+
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    fn raw_varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+
+    fn key(&mut self, field: u32, wire_type: u8) {
+        self.raw_varint((u64::from(field) << 3) | u64::from(wire_type));
+    }
+
+    /// A varint field (`int64`, `uint64`, `bool`, enums); zero is skipped.
+    pub(crate) fn varint(&mut self, field: u32, v: u64) {
+        if v != 0 {
+            self.key(field, VARINT);
+            self.raw_varint(v);
+        }
+    }
+
+    /// A varint field written even when zero (a `oneof` member, whose presence
+    /// is the information).
+    pub(crate) fn varint_always(&mut self, field: u32, v: u64) {
+        self.key(field, VARINT);
+        self.raw_varint(v);
+    }
+
+    /// An `int64` field; negative values take ten bytes, as protobuf specifies.
+    pub(crate) fn int64(&mut self, field: u32, v: i64) {
+        self.varint(field, v as u64);
+    }
+
+    pub(crate) fn bool(&mut self, field: u32, v: bool) {
+        self.varint(field, u64::from(v));
+    }
+
+    /// A `double` field; `0.0` is skipped.
+    pub(crate) fn double(&mut self, field: u32, v: f64) {
+        if v != 0.0 {
+            self.key(field, FIXED64);
+            self.buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// A `bytes` field, written even when empty (for repeated fields, where an
+    /// empty element is still an element).
+    pub(crate) fn bytes_always(&mut self, field: u32, v: &[u8]) {
+        self.key(field, LEN);
+        self.raw_varint(v.len() as u64);
+        self.buf.extend_from_slice(v);
+    }
+
+    /// A `string` field; the empty string is skipped.
+    pub(crate) fn string(&mut self, field: u32, v: &str) {
+        if !v.is_empty() {
+            self.bytes_always(field, v.as_bytes());
+        }
+    }
+
+    /// One element of a `repeated string` field (written even when empty).
+    pub(crate) fn repeated_string(&mut self, field: u32, v: &str) {
+        self.bytes_always(field, v.as_bytes());
+    }
+
+    /// An embedded message: `body` writes its fields into a fresh writer whose
+    /// bytes become this field's payload.
+    pub(crate) fn message(&mut self, field: u32, body: impl FnOnce(&mut Writer)) {
+        let mut inner = Writer::new();
+        body(&mut inner);
+        self.bytes_always(field, &inner.buf);
     }
 }
