@@ -225,16 +225,29 @@ async fn exit_code_and_cri_logs() {
     assert!(!exit.oom_killed);
     assert!(chrono::DateTime::parse_from_rfc3339(&exit.finished_at).is_ok());
     let recs = records(&spec.log_path);
-    assert!(recs.contains(&("stdout".into(), "F".into(), "hi".into())), "{recs:?}");
-    assert!(recs.contains(&("stderr".into(), "F".into(), "err".into())), "{recs:?}");
+    assert!(
+        recs.contains(&("stdout".into(), "F".into(), "hi".into())),
+        "{recs:?}"
+    );
+    assert!(
+        recs.contains(&("stderr".into(), "F".into(), "err".into())),
+        "{recs:?}"
+    );
     // Output without a final newline is still logged, as the last full record.
-    assert!(recs.contains(&("stdout".into(), "F".into(), "tail".into())), "{recs:?}");
+    assert!(
+        recs.contains(&("stdout".into(), "F".into(), "tail".into())),
+        "{recs:?}"
+    );
 
     // exit.json outlives the shim's answers: status after exit says the same.
     let again = env.rt().status("exit").await.expect("status");
     assert_eq!(again.exit.map(|e| e.exit_code), Some(3));
     // A stopped container cannot be signalled.
-    let err = env.rt().kill("exit", libc::SIGTERM).await.expect_err("not running");
+    let err = env
+        .rt()
+        .kill("exit", libc::SIGTERM)
+        .await
+        .expect_err("not running");
     assert!(err.to_string().contains("not running"), "{err}");
     env.rt().delete("exit").await.expect("delete");
 }
@@ -242,7 +255,10 @@ async fn exit_code_and_cri_logs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn env_workdir_user_and_hostname() {
     let env = Env::new("env");
-    let mut spec = env.spec("env", "echo \"foo=$FOO\"; pwd; id -u; id -g; id -G; hostname");
+    let mut spec = env.spec(
+        "env",
+        "echo \"foo=$FOO\"; pwd; id -u; id -g; id -G; hostname",
+    );
     spec.env = vec![("FOO".into(), "bar baz".into())];
     spec.cwd = Some("/work".into());
     spec.uid = 1234;
@@ -256,7 +272,10 @@ async fn env_workdir_user_and_hostname() {
         .filter(|(s, _, _)| s == "stdout")
         .map(|(_, _, t)| t)
         .collect();
-    assert_eq!(out, ["foo=bar baz", "/work", "1234", "2345", "2345 3456", "box-1"]);
+    assert_eq!(
+        out,
+        ["foo=bar baz", "/work", "1234", "2345", "2345 3456", "box-1"]
+    );
     env.rt().delete("env").await.expect("delete");
 }
 
@@ -302,7 +321,10 @@ async fn memory_and_cpu_limits_reach_the_cgroup() {
             .to_string()
     };
     if Path::new("/sys/fs/cgroup/memory").is_dir() {
-        assert_eq!(read(&format!("memory/{rel}/memory.limit_in_bytes")), "33554432");
+        assert_eq!(
+            read(&format!("memory/{rel}/memory.limit_in_bytes")),
+            "33554432"
+        );
         assert_eq!(read(&format!("cpu/{rel}/cpu.shares")), "256");
         assert_eq!(read(&format!("cpu/{rel}/cpu.cfs_quota_us")), "20000");
     } else {
@@ -358,7 +380,10 @@ async fn shim_outlives_its_runtime_and_is_found_again() {
     assert_eq!(sid, c.shim_pid);
     // It runs from the sealed copy, not from the file on disk.
     let exe = std::fs::read_link(format!("/proc/{}/exe", c.shim_pid)).expect("shim exe");
-    assert!(exe.to_string_lossy().contains("memfd:skiff-shim"), "{exe:?}");
+    assert!(
+        exe.to_string_lossy().contains("memfd:skiff-shim"),
+        "{exe:?}"
+    );
 
     drop(env.runtime.take());
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -385,7 +410,9 @@ async fn delete_leaves_nothing_behind() {
     let c = env.rt().create_and_start(&spec).await.expect("starts");
     let cgroups = cgroup::existing_dirs(&spec.cgroups_path());
     assert!(
-        cgroups.iter().any(|d| d.starts_with("/sys/fs/cgroup/memory") || d.join("cgroup.procs").exists()),
+        cgroups
+            .iter()
+            .any(|d| d.starts_with("/sys/fs/cgroup/memory") || d.join("cgroup.procs").exists()),
         "the container has a cgroup: {cgroups:?}"
     );
     // Deleting a running container kills it first.
@@ -396,14 +423,19 @@ async fn delete_leaves_nothing_behind() {
     }
     assert!(!alive(c.pid), "container init is gone");
     assert!(!alive(c.shim_pid), "shim is gone");
-    assert_eq!(cgroup::existing_dirs(&spec.cgroups_path()), Vec::<PathBuf>::new());
+    assert_eq!(
+        cgroup::existing_dirs(&spec.cgroups_path()),
+        Vec::<PathBuf>::new()
+    );
     assert!(!env.run.path().join("containers/gone").exists());
     assert!(!env.run.path().join("oci/gone").exists());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let run = env.run.path().to_string_lossy().into_owned();
     let root = env.rootfs.path().to_string_lossy().into_owned();
     assert!(
-        !mounts.lines().any(|l| l.contains(&run) || l.contains(&root)),
+        !mounts
+            .lines()
+            .any(|l| l.contains(&run) || l.contains(&root)),
         "no mount of the container remains on the host"
     );
     assert!(matches!(
@@ -417,11 +449,18 @@ async fn start_failures_are_reported_and_cleaned_up() {
     let env = Env::new("fail");
     let mut spec = env.spec("fail", "true");
     spec.args = vec!["/no/such/binary".into()];
-    let err = env.rt().create_and_start(&spec).await.expect_err("cannot start");
+    let err = env
+        .rt()
+        .create_and_start(&spec)
+        .await
+        .expect_err("cannot start");
     assert!(matches!(err, RuntimeError::Start { .. }), "{err}");
     assert!(!env.run.path().join("containers/fail").exists());
     assert!(!env.run.path().join("oci/fail").exists());
-    assert_eq!(cgroup::existing_dirs(&spec.cgroups_path()), Vec::<PathBuf>::new());
+    assert_eq!(
+        cgroup::existing_dirs(&spec.cgroups_path()),
+        Vec::<PathBuf>::new()
+    );
 
     let ok = env.spec("dup", "sleep 30");
     env.rt().create_and_start(&ok).await.expect("starts");
@@ -440,7 +479,13 @@ async fn tty_output_is_logged() {
     let state = run_to_end(&env, &spec).await;
     assert_eq!(state.exit.map(|e| e.exit_code), Some(0));
     let recs = records(&spec.log_path);
-    assert!(recs.contains(&("stdout".into(), "F".into(), "is-a-tty".into())), "{recs:?}");
-    assert!(recs.contains(&("stdout".into(), "F".into(), "term=xterm".into())), "{recs:?}");
+    assert!(
+        recs.contains(&("stdout".into(), "F".into(), "is-a-tty".into())),
+        "{recs:?}"
+    );
+    assert!(
+        recs.contains(&("stdout".into(), "F".into(), "term=xterm".into())),
+        "{recs:?}"
+    );
     env.rt().delete("tty").await.expect("delete");
 }

@@ -21,7 +21,7 @@ pub struct BenchArgs {
     /// How many lifecycles to time.
     #[arg(short = 'n', long, default_value_t = 50)]
     pub iterations: usize,
-    /// The command to run (default: `true`).
+    /// The command to run, split at whitespace (default: `true`).
     #[arg(long, default_value = "true")]
     pub command: String,
     /// Also write the container's OCI bundle (`config.json`) into this dir and exit.
@@ -33,7 +33,11 @@ pub struct BenchArgs {
 }
 
 fn bench_spec(args: &BenchArgs) -> ContainerSpec {
-    let mut spec = ContainerSpec::new("skiff-bench", &args.rootfs, vec![args.command.clone()]);
+    let mut spec = ContainerSpec::new(
+        "skiff-bench",
+        &args.rootfs,
+        args.command.split_whitespace().map(String::from).collect(),
+    );
     spec.cgroup_parent = Some("/skiff-bench".into());
     spec.log_path = args.run_dir.join("bench.log");
     spec
@@ -76,6 +80,11 @@ pub fn run(args: BenchArgs) -> Result<(), RuntimeError> {
             if let Some(exit) = state.exit.filter(|e| e.exit_code != 0) {
                 eprintln!("warning: the container exited {}", exit.exit_code);
             }
+        }
+        // The parent cgroup is the caller's to remove (the agent's pod cgroup); here that
+        // is us.
+        if let Err(e) = super::cgroup::remove("/skiff-bench") {
+            eprintln!("warning: {e}");
         }
         times.sort_by(f64::total_cmp);
         let n = times.len();

@@ -104,8 +104,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(dir.join("memory.oom_control"), v1).expect("write");
         assert!(oom_killed(root.path(), "/skiff/c1"));
-        std::fs::write(dir.join("memory.oom_control"), "under_oom 0\noom_kill 0\n")
-            .expect("write");
+        std::fs::write(dir.join("memory.oom_control"), "under_oom 0\noom_kill 0\n").expect("write");
         assert!(!oom_killed(root.path(), "/skiff/c1"));
 
         let v2 = tempfile::tempdir().expect("tempdir");

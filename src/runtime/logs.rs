@@ -45,11 +45,11 @@ impl LineSplitter {
         while let Some(nl) = data.iter().position(|&b| b == b'\n') {
             let (line, rest) = data.split_at(nl);
             if self.pending.is_empty() {
-                emit(strip_cr(line), false);
+                emit_line(strip_cr(line), &mut emit);
             } else {
                 self.pending.extend_from_slice(line);
                 let whole = std::mem::take(&mut self.pending);
-                emit(strip_cr(&whole), false);
+                emit_line(strip_cr(&whole), &mut emit);
             }
             data = &rest[1..];
         }
@@ -65,9 +65,20 @@ impl LineSplitter {
     pub fn finish(&mut self, mut emit: impl FnMut(&[u8], bool)) {
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
-            emit(&rest, false);
+            emit_line(&rest, &mut emit);
         }
     }
+}
+
+/// A complete line: pieces of [`MAX_RECORD`] bytes as partial records, then the rest as
+/// the full record that ends it.
+fn emit_line(mut line: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
+    while line.len() > MAX_RECORD {
+        let (piece, rest) = line.split_at(MAX_RECORD);
+        emit(piece, true);
+        line = rest;
+    }
+    emit(line, false);
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -103,10 +114,7 @@ impl CriLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(CriLog {
             path: path.to_path_buf(),
@@ -121,8 +129,7 @@ impl CriLog {
     pub fn write(&mut self, stream: Stream, partial: bool, text: &[u8]) -> io::Result<()> {
         let ts = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
         let record = format_record(&ts, stream, partial, text);
-        if self.max_size > 0 && self.size > 0 && self.size + record.len() as u64 > self.max_size
-        {
+        if self.max_size > 0 && self.size > 0 && self.size + record.len() as u64 > self.max_size {
             self.rotate()?;
         }
         self.file.write_all(&record)?;
@@ -180,7 +187,9 @@ mod tests {
         let mut s = LineSplitter::default();
         let mut out = Vec::new();
         for c in chunks {
-            s.push(c, |t, p| out.push((String::from_utf8_lossy(t).into_owned(), p)));
+            s.push(c, |t, p| {
+                out.push((String::from_utf8_lossy(t).into_owned(), p))
+            });
         }
         s.finish(|t, p| out.push((String::from_utf8_lossy(t).into_owned(), p)));
         out
@@ -212,7 +221,12 @@ mod tests {
 
     #[test]
     fn record_format() {
-        let r = format_record("2026-01-02T03:04:05.000000006Z", Stream::Stderr, false, b"hi");
+        let r = format_record(
+            "2026-01-02T03:04:05.000000006Z",
+            Stream::Stderr,
+            false,
+            b"hi",
+        );
         assert_eq!(r, b"2026-01-02T03:04:05.000000006Z stderr F hi\n");
         let r = format_record("t", Stream::Stdout, true, b"");
         assert_eq!(r, b"t stdout P \n");
@@ -224,8 +238,12 @@ mod tests {
         let path = dir.path().join("c").join("0.log");
         let mut log = CriLog::open(&path, 200, 3).expect("open");
         for i in 0..20 {
-            log.write(Stream::Stdout, false, format!("line {i:02} of output").as_bytes())
-                .expect("write");
+            log.write(
+                Stream::Stdout,
+                false,
+                format!("line {i:02} of output").as_bytes(),
+            )
+            .expect("write");
         }
         let live = std::fs::read_to_string(&path).expect("read");
         assert!(live.len() <= 200, "live file is bounded: {}", live.len());

@@ -117,14 +117,16 @@ impl Runtime {
     /// Prepare the run dir (and the sealed binary copy, if asked for).
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         for dir in [containers_dir(&config.run_dir), oci_root(&config.run_dir)] {
-            std::fs::create_dir_all(&dir)
-                .map_err(io_err(format!("creating {}", dir.display())))?;
+            std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
         let run_dir = std::fs::canonicalize(&config.run_dir)
             .map_err(io_err(format!("resolving {}", config.run_dir.display())))?;
         let (exe, sealed) = if config.seal_binary {
             let fd = seal_copy(&config.shim_binary)?;
-            (PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())), Some(fd))
+            (
+                PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+                Some(fd),
+            )
         } else {
             (config.shim_binary.clone(), None)
         };
@@ -310,7 +312,10 @@ impl Runtime {
                 .and_then(|s| Some(s.get("startedAt")?.as_str()?.to_string()))
                 .unwrap_or_default(),
             exit,
-            log_path: spec.as_ref().map(|s| s.log_path.clone()).unwrap_or_default(),
+            log_path: spec
+                .as_ref()
+                .map(|s| s.log_path.clone())
+                .unwrap_or_default(),
             cgroups_path: spec.as_ref().map(|s| s.cgroups_path()).unwrap_or_default(),
         })
     }
@@ -376,12 +381,13 @@ impl Runtime {
             if oci_dir.exists() {
                 // Container::delete only kills and removes cgroups and files: no clone,
                 // no chdir, so it is safe in a multi-threaded process.
-                let mut c = libcontainer::container::Container::load(oci_dir.clone()).map_err(
-                    |e| RuntimeError::Cleanup {
-                        id: id.clone(),
-                        message: format!("loading libcontainer state: {e}"),
-                    },
-                )?;
+                let mut c =
+                    libcontainer::container::Container::load(oci_dir.clone()).map_err(|e| {
+                        RuntimeError::Cleanup {
+                            id: id.clone(),
+                            message: format!("loading libcontainer state: {e}"),
+                        }
+                    })?;
                 c.delete(true).map_err(|e| RuntimeError::Cleanup {
                     id: id.clone(),
                     message: format!("{e}"),
@@ -431,9 +437,8 @@ fn seal_copy(path: &Path) -> Result<OwnedFd, RuntimeError> {
         source: std::io::Error::other(e),
     })?;
     // SAFETY: memfd_create with a valid C string; returns a new fd or -1.
-    let raw = unsafe {
-        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-    };
+    let raw =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if raw < 0 {
         return Err(io_err("memfd_create")(std::io::Error::last_os_error()));
     }
@@ -441,7 +446,8 @@ fn seal_copy(path: &Path) -> Result<OwnedFd, RuntimeError> {
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut dst = std::fs::File::from(fd);
     std::io::copy(&mut src, &mut dst).map_err(io_err("copying the binary into a memfd"))?;
-    dst.flush().map_err(io_err("copying the binary into a memfd"))?;
+    dst.flush()
+        .map_err(io_err("copying the binary into a memfd"))?;
     let fd = OwnedFd::from(dst);
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: fcntl on our memfd.

@@ -254,7 +254,10 @@ fn start(run_dir: &Path, id: &str, paths: &StateDir) -> Result<Shim, String> {
     // SAFETY: pidfd_open returns a new fd or -1.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
     if raw < 0 {
-        return Err(fail(&mut container, format!("pidfd_open({pid}): {}", errno())));
+        return Err(fail(
+            &mut container,
+            format!("pidfd_open({pid}): {}", errno()),
+        ));
     }
     // SAFETY: a fresh fd from pidfd_open.
     let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -334,8 +337,13 @@ fn receive_console(listener: &UnixListener) -> Result<OwnedFd, String> {
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
-        .map_err(|e| format!("recvmsg: {e}"))?;
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("recvmsg: {e}"))?;
     for c in msg.cmsgs().map_err(|e| format!("control message: {e}"))? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(&fd) = fds.first() {
@@ -376,7 +384,8 @@ impl Shim {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             if let Some((_, _, at)) = self.reaped {
-                if self.exit.is_none() && (self.sources.is_empty() || at.elapsed() > DRAIN_AFTER_EXIT)
+                if self.exit.is_none()
+                    && (self.sources.is_empty() || at.elapsed() > DRAIN_AFTER_EXIT)
                 {
                     self.finalize();
                 }
@@ -445,7 +454,8 @@ impl Shim {
             for i in closed_sources.into_iter().rev() {
                 let mut s = self.sources.remove(i);
                 let log = &mut self.log;
-                s.splitter.finish(|text, partial| write_log(log, s.stream, partial, text));
+                s.splitter
+                    .finish(|text, partial| write_log(log, s.stream, partial, text));
             }
             for i in closed_clients.into_iter().rev() {
                 let client = self.clients.remove(i);
@@ -484,8 +494,9 @@ impl Shim {
         if n > 0 {
             let log = &mut self.log;
             let stream = s.stream;
-            s.splitter
-                .push(&buf[..n as usize], |text, partial| write_log(log, stream, partial, text));
+            s.splitter.push(&buf[..n as usize], |text, partial| {
+                write_log(log, stream, partial, text)
+            });
             return true;
         }
         if n < 0 {
@@ -597,10 +608,12 @@ impl Shim {
     fn finalize(&mut self) {
         for mut s in std::mem::take(&mut self.sources) {
             let log = &mut self.log;
-            s.splitter.finish(|text, partial| write_log(log, s.stream, partial, text));
+            s.splitter
+                .finish(|text, partial| write_log(log, s.stream, partial, text));
         }
         let (code, signal, _) = self.reaped.unwrap_or((255, None, Instant::now()));
-        let oom_killed = cgroup::oom_killed(Path::new(cgroup::CGROUP_ROOT), &self.spec.cgroups_path());
+        let oom_killed =
+            cgroup::oom_killed(Path::new(cgroup::CGROUP_ROOT), &self.spec.cgroups_path());
         let exit = ExitStatus {
             exit_code: code,
             signal,

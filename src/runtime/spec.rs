@@ -12,8 +12,7 @@ use libcontainer::oci_spec::runtime::{
     get_default_maskedpaths, get_default_mounts, get_default_readonly_paths, Capability,
     LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
     LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder,
-    MountBuilder, ProcessBuilder, RootBuilder, Spec,
-    UserBuilder,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -396,7 +395,11 @@ pub fn to_oci(spec: &ContainerSpec) -> Result<Spec, SpecError> {
         .additional_gids(spec.supplementary_groups.clone())
         .build()
         .map_err(oci)?;
-    let cwd = spec.cwd.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| "/".into());
+    let cwd = spec
+        .cwd
+        .clone()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
         return Err(SpecError::RelativePath {
             id: id.to_string(),
@@ -552,7 +555,11 @@ mod tests {
     use super::*;
 
     fn spec() -> ContainerSpec {
-        ContainerSpec::new("c1", "/rootfs", vec!["sh".into(), "-c".into(), "true".into()])
+        ContainerSpec::new(
+            "c1",
+            "/rootfs",
+            vec!["sh".into(), "-c".into(), "true".into()],
+        )
     }
 
     fn caps(s: &Spec) -> HashSet<Capability> {
@@ -595,7 +602,10 @@ mod tests {
         assert_eq!(p.cwd(), &PathBuf::from("/work"));
         assert_eq!(p.user().uid(), 1000);
         assert_eq!(p.user().gid(), 2000);
-        assert_eq!(p.user().additional_gids().as_deref(), Some(&[3000, 4000][..]));
+        assert_eq!(
+            p.user().additional_gids().as_deref(),
+            Some(&[3000, 4000][..])
+        );
         assert_eq!(p.terminal(), Some(false));
         assert_eq!(p.no_new_privileges(), Some(false));
     }
@@ -659,7 +669,11 @@ mod tests {
             .as_ref()
             .and_then(|m| m.iter().find(|m| m.destination() == &PathBuf::from("/sys")))
             .expect("/sys mounted");
-        assert!(!sys.options().clone().unwrap_or_default().contains(&"ro".to_string()));
+        assert!(!sys
+            .options()
+            .clone()
+            .unwrap_or_default()
+            .contains(&"ro".to_string()));
 
         let o = to_oci(&spec()).expect("translates");
         let linux = o.linux().as_ref().expect("linux");
@@ -675,7 +689,10 @@ mod tests {
         let root = o.root().as_ref().expect("root");
         assert_eq!(root.path(), &PathBuf::from("/rootfs"));
         assert_eq!(root.readonly(), Some(true));
-        assert_eq!(o.process().as_ref().and_then(|p| p.no_new_privileges()), Some(true));
+        assert_eq!(
+            o.process().as_ref().and_then(|p| p.no_new_privileges()),
+            Some(true)
+        );
     }
 
     #[test]
@@ -779,8 +796,14 @@ mod tests {
             cfg.source().as_deref(),
             Some(std::path::Path::new("/var/lib/skiff/pods/x/volumes/cfg"))
         );
-        assert!(cfg.options().clone().unwrap_or_default().contains(&"ro".into()));
-        assert!(mounts.iter().any(|m| m.destination() == &PathBuf::from("/proc")));
+        assert!(cfg
+            .options()
+            .clone()
+            .unwrap_or_default()
+            .contains(&"ro".into()));
+        assert!(mounts
+            .iter()
+            .any(|m| m.destination() == &PathBuf::from("/proc")));
         assert!(!mounts
             .iter()
             .any(|m| m.destination() == &PathBuf::from("/sys/fs/cgroup")));
@@ -796,7 +819,11 @@ mod tests {
         let o = to_oci(&s).expect("translates");
         let p = o.process().as_ref().expect("process");
         assert_eq!(p.terminal(), Some(true));
-        assert!(p.env().clone().unwrap_or_default().contains(&"TERM=xterm".to_string()));
+        assert!(p
+            .env()
+            .clone()
+            .unwrap_or_default()
+            .contains(&"TERM=xterm".to_string()));
     }
 
     #[test]
