@@ -10,6 +10,7 @@ pub mod client;
 pub mod controllers;
 pub mod pki;
 pub mod registry;
+pub mod runtime;
 pub mod scheduler;
 pub mod simulate;
 pub mod store;

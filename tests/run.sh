@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(gcc)
+# The runtime tests (tests/runtime.rs) build container root filesystems from it.
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if ((${#need[@]})); then
   echo "==> installing ${need[*]}"
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi

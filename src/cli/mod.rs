@@ -34,6 +34,23 @@ pub enum Command {
     /// Simulate nodes (like kwok): register them, renew their leases and play kubelet for
     /// their pods without running containers.
     Simulate(Box<crate::simulate::SimulateArgs>),
+    /// The per-container shim the agent re-executes (internal).
+    #[command(hide = true)]
+    Shim(ShimArgs),
+    /// Time container lifecycles through the embedded runtime (internal, benchmarks).
+    #[command(hide = true)]
+    RuntimeBench(crate::runtime::bench::BenchArgs),
+}
+
+/// Arguments of `skiff shim`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShimArgs {
+    /// The runtime's run dir.
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// The container to run (its bundle is in `<run-dir>/containers/<id>`).
+    #[arg(long)]
+    pub id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +61,8 @@ pub enum CliError {
     Server(#[from] server::ServerError),
     #[error(transparent)]
     Simulate(#[from] crate::simulate::SimulateError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
     #[error("running {program}: {source}")]
     Exec {
         program: String,
@@ -54,6 +73,20 @@ pub enum CliError {
 /// Parse the process arguments (with the config file folded in) and run.
 pub fn main() -> i32 {
     let raw: Vec<OsString> = std::env::args_os().collect();
+    // `skiff shim` first, before any config file, runtime or thread: libcontainer must
+    // clone from a single-threaded process (src/runtime/shim.rs).
+    if raw.get(1).is_some_and(|a| a == "shim") {
+        return match Cli::try_parse_from(&raw) {
+            Ok(Cli {
+                command: Command::Shim(args),
+            }) => crate::runtime::shim::main(&args.run_dir, &args.id),
+            Ok(_) => 2,
+            Err(e) => {
+                eprintln!("{e}");
+                2
+            }
+        };
+    }
     let argv = match config::merge_config_file(raw) {
         Ok(a) => a,
         Err(e) => {
@@ -66,6 +99,8 @@ pub fn main() -> i32 {
         Command::Server(args) => server::run(*args).map_err(CliError::from),
         Command::Kubectl { args } => kubectl::run(args),
         Command::Simulate(args) => crate::simulate::run(*args).map_err(CliError::from),
+        Command::Shim(args) => return crate::runtime::shim::main(&args.run_dir, &args.id),
+        Command::RuntimeBench(args) => crate::runtime::bench::run(args).map_err(CliError::from),
     };
     match result {
         Ok(()) => 0,

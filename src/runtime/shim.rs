@@ -1,0 +1,696 @@
+//! `skiff shim`: the per-container process. The agent re-executes the skiff binary once
+//! per container (`skiff shim --run-dir <run> --id <id>`); `cli::main` dispatches here
+//! before anything else runs, so this process is single-threaded when libcontainer
+//! clones the container (libcontainer is only safe there: DESIGN.md §5).
+//!
+//! The shim:
+//! 1. forks once and lets the first process exit, then `setsid`s: it is nobody's child
+//!    and no terminal's, so the agent can stop or restart without touching it;
+//! 2. creates and starts the container with libcontainer from the bundle the agent wrote
+//!    into the state dir (state root `<run>/oci`, cgroupfs, the spec's absolute
+//!    `cgroupsPath`), with the container's stdout/stderr on pipes it owns (or a pty, for
+//!    `tty`);
+//! 3. reports `Started {pid}` or `Failed {message}` as one JSON line on its original
+//!    stdout (the agent's readiness pipe);
+//! 4. runs a `poll` loop: copies output into the CRI log, reaps the container's init
+//!    (pidfd), answers [`Request`]s on `shim.sock`, records the [`ExitStatus`] (with
+//!    OOM kills from the cgroup) in `exit.json`, and on `Delete` removes the container
+//!    (cgroup, libcontainer state, its state dir) and exits.
+//!
+//! Sealing: when the agent runs with a sealed copy of the binary (a memfd,
+//! `Runtime::new`), this process and the container's init before its `execve` run from
+//! that immutable copy, so a container cannot overwrite skiff's binary through
+//! `/proc/<pid>/exe` (CVE-2019-5736).
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+
+use super::cgroup;
+use super::logs::{CriLog, LineSplitter, Stream};
+use super::protocol::{
+    oci_root, write_json_atomic, ContainerState, ExitStatus, Ready, Request, Response, StateDir,
+    Status,
+};
+use super::spec::ContainerSpec;
+
+/// How long output may still arrive after the init process exited (from processes that
+/// outlive it for a moment) before the exit is recorded.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+fn pipe_cloexec() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 fills two fds on success; we own them from then on.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on an fd we own; failure leaves it blocking, which poll tolerates.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+}
+
+/// Entry point of `skiff shim`. Returns the process exit code.
+pub fn main(run_dir: &Path, id: &str) -> i32 {
+    // The readiness pipe is our stdout: keep it on a close-on-exec fd and point 0 and 1
+    // at /dev/null so that no child inherits it by accident.
+    // SAFETY: plain fd syscalls on fds 0 and 1 of this (single-threaded) process.
+    let ready_fd = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
+    if ready_fd < 0 {
+        eprintln!("shim {id}: duplicating the readiness pipe: {}", errno());
+        return 1;
+    }
+    // SAFETY: ready_fd was just created by F_DUPFD_CLOEXEC.
+    let mut ready = unsafe { File::from_raw_fd(ready_fd) };
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        // SAFETY: dup2 onto the standard fds; `null` stays valid for the calls.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
+    // Detach: the first process exits at once (the agent reaps it), the second becomes
+    // a session leader that init adopts.
+    // SAFETY: no other thread exists yet, so fork is safe.
+    match unsafe { libc::fork() } {
+        -1 => {
+            let msg = format!("fork: {}", errno());
+            report(&mut ready, &Ready::Failed { message: msg });
+            return 1;
+        }
+        0 => {}
+        _ => {
+            // SAFETY: leave without running destructors twice (the child owns the work).
+            unsafe { libc::_exit(0) }
+        }
+    }
+    // SAFETY: setsid in the child; failure (already a leader) is harmless.
+    unsafe { libc::setsid() };
+    init_tracing();
+
+    let paths = StateDir::new(run_dir, id);
+    match start(run_dir, id, &paths) {
+        Ok(mut shim) => {
+            report(
+                &mut ready,
+                &Ready::Started {
+                    pid: shim.pid,
+                    shim_pid: std::process::id() as i32,
+                },
+            );
+            drop(ready);
+            shim.run()
+        }
+        Err(message) => {
+            eprintln!("shim {id}: {message}");
+            report(&mut ready, &Ready::Failed { message });
+            1
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_SHIM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn report(ready: &mut File, msg: &Ready) {
+    if let Ok(mut line) = serde_json::to_vec(msg) {
+        line.push(b'\n');
+        let _ = ready.write_all(&line);
+    }
+}
+
+/// One output the shim copies into the log.
+struct Source {
+    fd: OwnedFd,
+    stream: Stream,
+    splitter: LineSplitter,
+}
+
+/// A connected client with the bytes of its request so far.
+struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+/// The running shim's state.
+struct Shim {
+    id: String,
+    paths: StateDir,
+    spec: ContainerSpec,
+    container: Container,
+    pid: i32,
+    pidfd: OwnedFd,
+    started_at: String,
+    log: Option<CriLog>,
+    sources: Vec<Source>,
+    listener: UnixListener,
+    clients: Vec<Client>,
+    waiters: Vec<UnixStream>,
+    deleter: Option<UnixStream>,
+    /// (exit code, signal, when) once the init process is reaped.
+    reaped: Option<(i32, Option<i32>, Instant)>,
+    exit: Option<ExitStatus>,
+}
+
+fn start(run_dir: &Path, id: &str, paths: &StateDir) -> Result<Shim, String> {
+    let spec: ContainerSpec = std::fs::read(paths.spec())
+        .map_err(|e| format!("reading {}: {e}", paths.spec().display()))
+        .and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| format!("parsing {}: {e}", paths.spec().display()))
+        })?;
+    if spec.id != id {
+        return Err(format!("spec.json is for {:?}, not {id:?}", spec.id));
+    }
+    let log = CriLog::open(&spec.log_path, spec.log_max_size, spec.log_max_files)
+        .map_err(|e| format!("opening log {}: {e}", spec.log_path.display()))?;
+
+    let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(oci_root(run_dir))
+        .map_err(|e| format!("libcontainer state root: {e}"))?;
+    let mut sources = Vec::new();
+    let console = if spec.tty {
+        let path = paths.console_socket();
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| format!("binding console socket {}: {e}", path.display()))?;
+        builder = builder.with_console_socket(Some(&path));
+        Some(listener)
+    } else {
+        let null = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+        let (out_r, out_w) = pipe_cloexec().map_err(|e| format!("stdout pipe: {e}"))?;
+        let (err_r, err_w) = pipe_cloexec().map_err(|e| format!("stderr pipe: {e}"))?;
+        builder = builder
+            .with_stdin(OwnedFd::from(null))
+            .with_stdout(out_w)
+            .with_stderr(err_w);
+        sources.push(Source {
+            fd: out_r,
+            stream: Stream::Stdout,
+            splitter: LineSplitter::default(),
+        });
+        sources.push(Source {
+            fd: err_r,
+            stream: Stream::Stderr,
+            splitter: LineSplitter::default(),
+        });
+        None
+    };
+    let mut container = builder
+        .validate_id()
+        .map_err(|e| format!("container id: {e}"))?
+        .as_init(&paths.dir)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| {
+            cleanup_failed(run_dir, id);
+            format!("creating container: {e}")
+        })?;
+    let fail = |container: &mut Container, msg: String| {
+        if let Err(e) = container.delete(true) {
+            eprintln!("shim {id}: cleaning up after failure: {e}");
+        }
+        msg
+    };
+    if let Err(e) = container.start() {
+        return Err(fail(&mut container, format!("starting container: {e}")));
+    }
+    let Some(pid) = container.pid() else {
+        return Err(fail(&mut container, "container has no init pid".into()));
+    };
+    let pid = pid.as_raw();
+    // SAFETY: pidfd_open returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+    if raw < 0 {
+        return Err(fail(
+            &mut container,
+            format!("pidfd_open({pid}): {}", errno()),
+        ));
+    }
+    // SAFETY: a fresh fd from pidfd_open.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    if let Some(listener) = console {
+        match receive_console(&listener) {
+            Ok(master) => sources.push(Source {
+                fd: master,
+                stream: Stream::Stdout,
+                splitter: LineSplitter::default(),
+            }),
+            Err(e) => return Err(fail(&mut container, format!("console: {e}"))),
+        }
+        let _ = std::fs::remove_file(paths.console_socket());
+    }
+    for s in &sources {
+        set_nonblocking(s.fd.as_raw_fd());
+    }
+
+    let sock = paths.socket();
+    let _ = std::fs::remove_file(&sock);
+    let listener = match UnixListener::bind(&sock) {
+        Ok(l) => l,
+        Err(e) => {
+            return Err(fail(
+                &mut container,
+                format!("binding {}: {e}", sock.display()),
+            ))
+        }
+    };
+    let _ = listener.set_nonblocking(true);
+    let started_at = now();
+    let _ = std::fs::write(paths.pid_file(), std::process::id().to_string());
+    let _ = write_json_atomic(
+        &paths.started_file(),
+        &serde_json::json!({ "pid": pid, "startedAt": started_at }),
+    );
+    // Only now, after the container's processes were cloned with default signal
+    // dispositions: a client that hangs up must not kill the shim.
+    // SAFETY: setting a signal disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    Ok(Shim {
+        id: id.to_string(),
+        paths: paths.clone(),
+        spec,
+        container,
+        pid,
+        pidfd,
+        started_at,
+        log: Some(log),
+        sources,
+        listener,
+        clients: Vec::new(),
+        waiters: Vec::new(),
+        deleter: None,
+        reaped: None,
+        exit: None,
+    })
+}
+
+/// After a failed `build`, libcontainer may have left its state dir: remove it (and the
+/// cgroup) so the id can be used again.
+fn cleanup_failed(run_dir: &Path, id: &str) {
+    let dir = oci_root(run_dir).join(id);
+    if let Ok(mut c) = Container::load(dir.clone()) {
+        let _ = c.delete(true);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Accept libcontainer's connection on the console socket and take the pty master it
+/// sends (SCM_RIGHTS).
+fn receive_console(listener: &UnixListener) -> Result<OwnedFd, String> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("recvmsg: {e}"))?;
+    for c in msg.cmsgs().map_err(|e| format!("control message: {e}"))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel installed this fd in our table for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err("no pty master received".into())
+}
+
+enum Event {
+    Pid,
+    Source(usize),
+    Listener,
+    Client(usize),
+}
+
+impl Shim {
+    fn state(&self) -> ContainerState {
+        ContainerState {
+            id: self.id.clone(),
+            status: if self.exit.is_some() {
+                Status::Exited
+            } else {
+                Status::Running
+            },
+            pid: self.pid,
+            shim_pid: std::process::id() as i32,
+            started_at: self.started_at.clone(),
+            exit: self.exit.clone(),
+            log_path: self.spec.log_path.clone(),
+            cgroups_path: self.spec.cgroups_path(),
+        }
+    }
+
+    fn run(&mut self) -> i32 {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Some((_, _, at)) = self.reaped {
+                if self.exit.is_none()
+                    && (self.sources.is_empty() || at.elapsed() > DRAIN_AFTER_EXIT)
+                {
+                    self.finalize();
+                }
+            }
+            if self.exit.is_some() && self.deleter.is_some() {
+                return self.delete();
+            }
+
+            let mut fds = Vec::new();
+            let mut events = Vec::new();
+            let mut watch = |fd: RawFd, ev: Event| {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                events.push(ev);
+            };
+            if self.reaped.is_none() {
+                watch(self.pidfd.as_raw_fd(), Event::Pid);
+            }
+            for (i, s) in self.sources.iter().enumerate() {
+                watch(s.fd.as_raw_fd(), Event::Source(i));
+            }
+            watch(self.listener.as_raw_fd(), Event::Listener);
+            for (i, c) in self.clients.iter().enumerate() {
+                watch(c.stream.as_raw_fd(), Event::Client(i));
+            }
+            let timeout = if self.reaped.is_some() && self.exit.is_none() {
+                100
+            } else {
+                -1
+            };
+            // SAFETY: fds is a valid array of pollfd of the given length.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                let e = errno();
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("shim {}: poll: {e}", self.id);
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            let mut closed_sources = Vec::new();
+            let mut closed_clients = Vec::new();
+            for (pfd, ev) in fds.iter().zip(events) {
+                if pfd.revents == 0 {
+                    continue;
+                }
+                match ev {
+                    Event::Pid => self.reap(),
+                    Event::Source(i) => {
+                        if !self.read_source(i, &mut buf) {
+                            closed_sources.push(i);
+                        }
+                    }
+                    Event::Listener => self.accept(),
+                    Event::Client(i) => {
+                        if !self.read_client(i) {
+                            closed_clients.push(i);
+                        }
+                    }
+                }
+            }
+            for i in closed_sources.into_iter().rev() {
+                let mut s = self.sources.remove(i);
+                let log = &mut self.log;
+                s.splitter
+                    .finish(|text, partial| write_log(log, s.stream, partial, text));
+            }
+            for i in closed_clients.into_iter().rev() {
+                let client = self.clients.remove(i);
+                self.handle(client);
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        if r == self.pid {
+            let (code, signal) = if libc::WIFSIGNALED(status) {
+                let sig = libc::WTERMSIG(status);
+                (128 + sig, Some(sig))
+            } else {
+                (libc::WEXITSTATUS(status), None)
+            };
+            self.reaped = Some((code, signal, Instant::now()));
+        } else if r < 0 {
+            // Not our child (cannot happen unless someone reaped it): record what we can.
+            eprintln!("shim {}: waitpid({}): {}", self.id, self.pid, errno());
+            self.reaped = Some((255, None, Instant::now()));
+        }
+        // Reap anything else that ended up as our child.
+        // SAFETY: non-blocking waitpid for any child.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    }
+
+    /// Copy available output into the log; false at end of stream.
+    fn read_source(&mut self, i: usize, buf: &mut [u8]) -> bool {
+        let s = &mut self.sources[i];
+        // SAFETY: reading into a buffer we own from an fd we own.
+        let n = unsafe { libc::read(s.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            let log = &mut self.log;
+            let stream = s.stream;
+            s.splitter.push(&buf[..n as usize], |text, partial| {
+                write_log(log, stream, partial, text)
+            });
+            return true;
+        }
+        if n < 0 {
+            let e = errno();
+            if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted {
+                return true;
+            }
+            // EIO on a pty master: the terminal's last user is gone.
+        }
+        false
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(true);
+                    self.clients.push(Client {
+                        stream,
+                        buf: Vec::new(),
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("shim {}: accept: {e}", self.id);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Read from a client; false once its request line is complete (or it hung up).
+    fn read_client(&mut self, i: usize) -> bool {
+        let c = &mut self.clients[i];
+        let mut chunk = [0u8; 1024];
+        match c.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                c.buf.extend_from_slice(&chunk[..n]);
+                !c.buf.contains(&b'\n') && c.buf.len() < 64 * 1024
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn handle(&mut self, client: Client) {
+        let Client { mut stream, buf } = client;
+        let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        if line.is_empty() {
+            return;
+        }
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+        let request: Request = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(e) => {
+                answer(
+                    &mut stream,
+                    &Response::Error {
+                        message: format!("bad request: {e}"),
+                    },
+                );
+                return;
+            }
+        };
+        match request {
+            Request::Status => answer(&mut stream, &Response::State(self.state())),
+            Request::Kill { signal } => {
+                let r = self.kill(signal);
+                answer(&mut stream, &r);
+            }
+            Request::Wait => {
+                if self.exit.is_some() {
+                    answer(&mut stream, &Response::State(self.state()));
+                } else {
+                    self.waiters.push(stream);
+                }
+            }
+            Request::Delete => {
+                if self.exit.is_none() && self.reaped.is_none() {
+                    // SAFETY: our unreaped child, so the pid cannot have been reused.
+                    unsafe { libc::kill(self.pid, libc::SIGKILL) };
+                }
+                self.deleter = Some(stream);
+            }
+        }
+    }
+
+    fn kill(&mut self, signal: i32) -> Response {
+        if self.reaped.is_some() {
+            return Response::Error {
+                message: format!("container {} is not running", self.id),
+            };
+        }
+        // SAFETY: the init process is our unreaped child, so its pid is still its own.
+        if unsafe { libc::kill(self.pid, signal) } != 0 {
+            return Response::Error {
+                message: format!("kill({}, {signal}): {}", self.pid, errno()),
+            };
+        }
+        Response::Ok
+    }
+
+    /// The init process is gone and its output drained: record how it ended.
+    fn finalize(&mut self) {
+        for mut s in std::mem::take(&mut self.sources) {
+            let log = &mut self.log;
+            s.splitter
+                .finish(|text, partial| write_log(log, s.stream, partial, text));
+        }
+        let (code, signal, _) = self.reaped.unwrap_or((255, None, Instant::now()));
+        let oom_killed =
+            cgroup::oom_killed(Path::new(cgroup::CGROUP_ROOT), &self.spec.cgroups_path());
+        let exit = ExitStatus {
+            exit_code: code,
+            signal,
+            oom_killed,
+            finished_at: now(),
+        };
+        if let Err(e) = write_json_atomic(&self.paths.exit_file(), &exit) {
+            eprintln!("shim {}: writing exit.json: {e}", self.id);
+        }
+        self.exit = Some(exit);
+        let state = Response::State(self.state());
+        for mut w in std::mem::take(&mut self.waiters) {
+            answer(&mut w, &state);
+        }
+    }
+
+    /// Remove the container (cgroup, libcontainer state, our state dir) and exit.
+    fn delete(&mut self) -> i32 {
+        let mut result = Ok(());
+        // A cgroup can stay busy for a moment while the last killed tasks leave it.
+        for attempt in 0..20 {
+            result = self.container.delete(true);
+            if result.is_ok() {
+                break;
+            }
+            if attempt < 19 {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let response = match result {
+            Ok(()) => match std::fs::remove_dir_all(&self.paths.dir) {
+                Ok(()) => Response::Ok,
+                Err(e) => Response::Error {
+                    message: format!("removing {}: {e}", self.paths.dir.display()),
+                },
+            },
+            Err(e) => Response::Error {
+                message: format!("deleting container {}: {e}", self.id),
+            },
+        };
+        let ok = response == Response::Ok;
+        if let Some(mut d) = self.deleter.take() {
+            answer(&mut d, &response);
+        }
+        let state = Response::State(self.state());
+        for mut w in std::mem::take(&mut self.waiters) {
+            answer(&mut w, &state);
+        }
+        if ok {
+            0
+        } else {
+            if let Response::Error { message } = &response {
+                eprintln!("shim {}: {message}", self.id);
+            }
+            1
+        }
+    }
+}
+
+fn write_log(log: &mut Option<CriLog>, stream: Stream, partial: bool, text: &[u8]) {
+    if let Some(l) = log {
+        if let Err(e) = l.write(stream, partial, text) {
+            // A full disk must not stop the container: stop logging, say so once.
+            eprintln!("writing container log: {e}; log output dropped from now on");
+            *log = None;
+        }
+    }
+}
+
+fn answer(stream: &mut UnixStream, response: &Response) {
+    if let Ok(mut line) = serde_json::to_vec(response) {
+        line.push(b'\n');
+        let _ = stream.write_all(&line);
+    }
+}
+
+/// Where the shim of `id` would listen (for tests and tools).
+pub fn socket_path(run_dir: &Path, id: &str) -> PathBuf {
+    StateDir::new(run_dir, id).socket()
+}
