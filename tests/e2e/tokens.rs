@@ -87,9 +87,8 @@ fn create_token(s: &Server, args: &[&str]) -> String {
     })
 }
 
-/// A TokenReview posted with `kubectl create --raw` (client-side validation of review
-/// kinds needs the protobuf OpenAPI v2 document, which skiff does not serve; see the
-/// report), as webhooks and client-go post them.
+/// A TokenReview created with `kubectl create -f` (kubectl validates it against the
+/// protobuf OpenAPI v2 document first), answered with its status.
 fn token_review(s: &Server, token: &str, audiences: &[&str]) -> Value {
     let review = serde_json::json!({
         "apiVersion": "authentication.k8s.io/v1",
@@ -97,13 +96,7 @@ fn token_review(s: &Server, token: &str, audiences: &[&str]) -> Value {
         "spec": {"token": token, "audiences": audiences},
     });
     let file = s.write("review.json", &review.to_string());
-    let out = s.ok(&[
-        "create",
-        "--raw",
-        "/apis/authentication.k8s.io/v1/tokenreviews",
-        "-f",
-        &file.display().to_string(),
-    ]);
+    let out = s.ok(&["create", "-f", &file.display().to_string(), "-o", "json"]);
     serde_json::from_str(&out).expect("TokenReview JSON")
 }
 
