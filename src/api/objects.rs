@@ -229,7 +229,7 @@ fn canonicalize(
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
     let name = meta_str(&obj, "name").unwrap_or("").to_string();
-    let mut value = match typed::roundtrip(r.group, r.version, r.kind, obj.clone()) {
+    let mut value = match typed::roundtrip(r.group, r.version, r.kind, &obj) {
         Some(Ok(t)) => {
             if !t.unknown_fields.is_empty() || !duplicates.is_empty() {
                 let msgs: Vec<String> = duplicates

@@ -11,11 +11,12 @@ pub struct Typed {
     pub unknown_fields: Vec<String>,
 }
 
-fn through<T: DeserializeOwned + Serialize>(input: Value) -> Result<Typed, String> {
-    let typed: T = serde_json::from_value(input.clone()).map_err(|e| e.to_string())?;
+fn through<T: DeserializeOwned + Serialize>(input: &Value) -> Result<Typed, String> {
+    // Deserializing from a borrowed Value: no copy of the input.
+    let typed = T::deserialize(input).map_err(|e| e.to_string())?;
     let value = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
     let mut unknown_fields = Vec::new();
-    collect_unknown(&input, &value, &mut String::new(), &mut unknown_fields);
+    collect_unknown(input, &value, &mut String::new(), &mut unknown_fields);
     Ok(Typed {
         value,
         unknown_fields,
@@ -67,7 +68,7 @@ pub fn roundtrip(
     group: &str,
     version: &str,
     kind: &str,
-    input: Value,
+    input: &Value,
 ) -> Option<Result<Typed, String>> {
     dispatch!(group, version, kind, input, {
         ("", "v1", "Namespace") => api::core::v1::Namespace,
@@ -130,7 +131,7 @@ mod tests {
                      "template": {"metadata": {"labels": {"app": "web"}},
                                   "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolice": "x"}]}}}
         });
-        let t = roundtrip("apps", "v1", "Deployment", input)
+        let t = roundtrip("apps", "v1", "Deployment", &input)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -146,6 +147,6 @@ mod tests {
     #[test]
     fn wrong_types_are_rejected() {
         let input = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": 1}});
-        assert!(roundtrip("", "v1", "ConfigMap", input).unwrap().is_err());
+        assert!(roundtrip("", "v1", "ConfigMap", &input).unwrap().is_err());
     }
 }
