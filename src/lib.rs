@@ -3,6 +3,7 @@
 //! One folder per component; dependencies point down: `cli` → `api` → `registry` →
 //! `store`, with `pki` beside them. See `docs/architecture.md`.
 
+pub mod agent;
 pub mod api;
 pub mod apimachinery;
 pub mod cli;

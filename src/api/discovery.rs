@@ -7,7 +7,7 @@ use crate::registry::resources::{group_versions, ResourceInfo, RESOURCES};
 
 /// The Kubernetes version skiff speaks.
 pub const KUBE_VERSION: (&str, &str) = ("1", "32");
-pub const GIT_VERSION: &str = concat!("v1.32.0+skiff-", env!("CARGO_PKG_VERSION"));
+pub use crate::apimachinery::GIT_VERSION;
 
 pub fn version() -> Value {
     json!({

@@ -4,3 +4,7 @@
 
 pub mod labels;
 pub mod quantity;
+
+/// The Kubernetes version skiff serves and its kubelet reports (`kubectl version`,
+/// `kubectl get nodes`).
+pub const GIT_VERSION: &str = concat!("v1.32.0+skiff-", env!("CARGO_PKG_VERSION"));

@@ -80,6 +80,8 @@ pub enum ServerError {
     AgentNotBuilt,
     #[error("--write-kubeconfig-mode {0:?} is not an octal file mode")]
     BadMode(String),
+    #[error("--cluster-cidr: {0}")]
+    BadClusterCidr(crate::controllers::ControllerError),
     #[error("--service-cidr {0:?} is not an IPv4 CIDR")]
     BadServiceCidr(String),
     #[error(transparent)]
@@ -117,6 +119,8 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
     if !args.disable_agent {
         return Err(ServerError::AgentNotBuilt);
     }
+    crate::controllers::nodeipam::RangeAllocator::parse(&args.cluster_cidr)
+        .map_err(ServerError::BadClusterCidr)?;
     let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
         .map_err(|_| ServerError::BadMode(args.write_kubeconfig_mode.clone()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -220,6 +224,7 @@ async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), Serv
             node_monitor_grace_period: std::time::Duration::from_secs(
                 args.node_monitor_grace_period,
             ),
+            cluster_cidr: args.cluster_cidr.clone(),
         },
     );
 

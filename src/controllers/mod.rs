@@ -25,6 +25,7 @@ pub mod informers;
 pub mod job;
 pub mod job_plan;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod pod_util;
 pub mod podautoscaler;
@@ -72,6 +73,8 @@ pub struct Settings {
     pub root_ca_pem: String,
     /// How long a node may stay silent before it is NotReady (`--node-monitor-grace-period`).
     pub node_monitor_grace_period: std::time::Duration,
+    /// The cluster's pod network (`--cluster-cidr`), carved into one /24 per node.
+    pub cluster_cidr: String,
 }
 
 /// Start every controller on `client`. The tasks run until the set is dropped.
@@ -112,6 +115,14 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     );
     set.spawn(supervise("nodelifecycle", move || {
         nodelifecycle::run(c.clone(), i.clone(), grace)
+    }));
+    let (c, i, cidr) = (
+        client.clone(),
+        informers.clone(),
+        settings.cluster_cidr.clone(),
+    );
+    set.spawn(supervise("nodeipam", move || {
+        nodeipam::run(c.clone(), i.clone(), cidr.clone())
     }));
     let (c, i) = (client.clone(), informers.clone());
     set.spawn(supervise("daemonset", move || {

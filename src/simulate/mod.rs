@@ -104,6 +104,8 @@ pub enum SimulateError {
     },
     #[error("starting the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
     #[error("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or use --server and --token")]
     NoServer,
 }

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::{stream, StreamExt};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo,
     Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use super::{SimulateArgs, SimulateError};
@@ -289,70 +289,17 @@ async fn renew_all(
     let nodes: Api<Node> = Api::all(client.clone());
     let results: Vec<Result<(), SimulateError>> = stream::iter(fleet.names().collect::<Vec<_>>())
         .map(|name| {
-            renew_one(
-                leases.clone(),
-                nodes.clone(),
-                name,
-                create,
-                fleet.lease_seconds,
-            )
+            let (leases, nodes) = (&leases, &nodes);
+            async move {
+                crate::agent::lease::renew(leases, nodes, &name, create, fleet.lease_seconds)
+                    .await?;
+                Ok(())
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
     results.into_iter().collect()
-}
-
-/// Renew node `name`'s lease; create it when missing (or when `create`, at registration).
-async fn renew_one(
-    leases: Api<Lease>,
-    nodes: Api<Node>,
-    name: String,
-    create: bool,
-    lease_seconds: u32,
-) -> Result<(), SimulateError> {
-    let now = MicroTime(Utc::now());
-    let patch = serde_json::json!({"spec": {"renewTime": now, "holderIdentity": name}});
-    match leases
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || create => {}
-        Err(e) => return Err(SimulateError::api(format!("renewing lease of {name}"))(e)),
-    }
-    // The lease is owned by its Node, as the kubelet sets it up.
-    let owner = nodes
-        .get_opt(&name)
-        .await
-        .map_err(SimulateError::api(format!("reading node {name}")))?
-        .and_then(|node| node.metadata.uid)
-        .map(|uid| OwnerReference {
-            api_version: "v1".into(),
-            kind: "Node".into(),
-            name: name.clone(),
-            uid,
-            ..Default::default()
-        });
-    let lease = Lease {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some("kube-node-lease".into()),
-            owner_references: owner.map(|o| vec![o]),
-            ..Default::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some(name.clone()),
-            lease_duration_seconds: Some(lease_seconds as i32),
-            renew_time: Some(now),
-            ..Default::default()
-        }),
-    };
-    match leases.create(&PostParams::default(), &lease).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(SimulateError::api(format!("creating lease of {name}"))(e)),
-    }
 }
 
 /// `key[=value]:Effect`, as `kubectl taint` writes it.
