@@ -11,6 +11,7 @@
 pub mod host;
 pub mod lease;
 pub mod node;
+pub mod pods;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
