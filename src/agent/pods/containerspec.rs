@@ -132,7 +132,7 @@ pub fn expand(input: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
-fn pod_field(pod: &Pod, inputs: &Inputs, path: &str) -> Result<String, ConfigError> {
+pub fn pod_field(pod: &Pod, inputs: &Inputs, path: &str) -> Result<String, ConfigError> {
     let meta = &pod.metadata;
     let map_entry = |map: &Option<BTreeMap<String, String>>, rest: &str| {
         let key = rest
@@ -181,7 +181,7 @@ fn quantity(
     Some((q.milli_value(), q.value()))
 }
 
-fn resource_field(
+pub fn resource_field(
     container: &Container,
     inputs: &Inputs,
     resource: &str,

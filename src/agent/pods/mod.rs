@@ -1,8 +1,10 @@
 //! The pods of this node: what to do next for each ([`plan`], kubelet's
 //! `computePodActions` and `getPhase`), the runtime spec of each container
-//! ([`containerspec`]) and the status to report ([`status`]). All three are pure; the workers that carry the plans out with the runtime, images and the pod
+//! ([`containerspec`]), the files of its volumes ([`volumes`]) and the status to report
+//! ([`status`]). All but the volume writer are pure; the workers that carry the plans out with the runtime, images and the pod
 //! network come next (issue 4).
 
 pub mod containerspec;
 pub mod plan;
 pub mod status;
+pub mod volumes;
