@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, ResourceRequirements};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, ResourceRequirements, Service};
 
 use crate::apimachinery::quantity::parse_quantity;
 use crate::runtime::spec::{CapabilityChanges, Resources};
@@ -341,6 +341,65 @@ pub fn environment(
             (k, v)
         })
         .collect())
+}
+
+/// Service link variables, as kubelet sets them for the Services of the pod's namespace
+/// (and the API server's `kubernetes` Service): `<NAME>_SERVICE_HOST`,
+/// `<NAME>_SERVICE_PORT[_<PORT NAME>]` and Docker-link style `<NAME>_PORT…` variables.
+/// Headless Services have none.
+pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
+    let mut by_name: BTreeMap<String, &Service> = BTreeMap::new();
+    for s in services {
+        by_name.insert(s.metadata.name.clone().unwrap_or_default(), s);
+    }
+    let mut out = Vec::new();
+    for (name, svc) in by_name {
+        let Some(spec) = svc.spec.as_ref() else {
+            continue;
+        };
+        let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+        else {
+            continue;
+        };
+        let prefix = name.to_uppercase().replace('-', "_");
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        out.push((format!("{prefix}_SERVICE_HOST"), ip.to_string()));
+        let Some(first) = ports.first() else { continue };
+        out.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+        for p in ports {
+            if let Some(n) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push((
+                    format!(
+                        "{prefix}_SERVICE_PORT_{}",
+                        n.to_uppercase().replace('-', "_")
+                    ),
+                    p.port.to_string(),
+                ));
+            }
+        }
+        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+            p.protocol.clone().unwrap_or_else(|| "TCP".into())
+        };
+        out.push((
+            format!("{prefix}_PORT"),
+            format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port),
+        ));
+        for p in ports {
+            let upper = proto(p).to_uppercase();
+            let base = format!("{prefix}_PORT_{}_{upper}", p.port);
+            out.push((
+                base.clone(),
+                format!("{}://{ip}:{}", upper.to_lowercase(), p.port),
+            ));
+            out.push((format!("{base}_PROTO"), upper.to_lowercase()));
+            out.push((format!("{base}_PORT"), p.port.to_string()));
+            out.push((format!("{base}_ADDR"), ip.to_string()));
+        }
+    }
+    out
 }
 
 /// argv: `command` replaces the image's entrypoint (and then its cmd too), `args`
@@ -678,6 +737,28 @@ mod tests {
         let err = environment(&p, first(&p), &ImageDefaults::default(), &inputs())
             .expect_err("missing secret");
         assert_eq!(err.to_string(), "secret \"other\" not found");
+    }
+
+    #[test]
+    fn service_links_name_every_port() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "my-db"},
+            "spec": {"clusterIP": "10.43.0.20", "ports": [
+                {"name": "sql", "port": 5432}, {"port": 53, "protocol": "UDP"}]}
+        }))
+        .expect("service");
+        let headless: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 1}]}
+        }))
+        .expect("service");
+        let env: BTreeMap<String, String> = service_env(&[svc, headless]).into_iter().collect();
+        assert_eq!(env["MY_DB_SERVICE_HOST"], "10.43.0.20");
+        assert_eq!(env["MY_DB_SERVICE_PORT"], "5432");
+        assert_eq!(env["MY_DB_SERVICE_PORT_SQL"], "5432");
+        assert_eq!(env["MY_DB_PORT"], "tcp://10.43.0.20:5432");
+        assert_eq!(env["MY_DB_PORT_53_UDP"], "udp://10.43.0.20:53");
+        assert_eq!(env["MY_DB_PORT_53_UDP_ADDR"], "10.43.0.20");
+        assert!(!env.keys().any(|k| k.starts_with("H_")));
     }
 
     #[test]

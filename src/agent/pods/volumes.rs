@@ -331,6 +331,77 @@ pub fn write_atomic(dir: &Path, files: &[File]) -> Result<(), VolumeError> {
     Ok(())
 }
 
+/// Mount a tmpfs on `dir` (an `emptyDir` with `medium: Memory`), sized by `size_limit`
+/// (a quantity); a tmpfs already there is kept.
+pub fn mount_tmpfs(dir: &Path, size_limit: Option<&str>) -> Result<(), VolumeError> {
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let mut options = String::from("mode=0777");
+    if let Some(limit) = size_limit {
+        let bytes = crate::apimachinery::quantity::parse_quantity(limit)
+            .map_err(|e| VolumeError::Io {
+                context: format!("emptyDir sizeLimit {limit:?}"),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .value();
+        options.push_str(&format!(",size={bytes}"));
+    }
+    let c = |s: &str| {
+        std::ffi::CString::new(s).map_err(|e| VolumeError::Io {
+            context: format!("mount argument {s:?}"),
+            source: std::io::Error::other(e),
+        })
+    };
+    let target = c(&dir.to_string_lossy())?;
+    let (source, fstype, data) = (c("tmpfs")?, c("tmpfs")?, c(&options)?);
+    // SAFETY: valid C strings; mount(2) does not keep the pointers.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io(format!("mounting a tmpfs on {}", dir.display()))(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) {
+        (Ok(d), Some(Ok(p))) => d.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+/// Unmount every mount under `dir` (tmpfs emptyDirs), deepest first, so the pod's
+/// directory can be removed.
+pub fn unmount_all(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        if let Ok(c) = std::ffi::CString::new(p) {
+            // SAFETY: a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
 /// A hostPath volume: the path after kubelet's `type` check (creating it for the
 /// `…OrCreate` types).
 pub fn host_path(path: &str, kind: Option<&str>) -> Result<PathBuf, VolumeError> {
