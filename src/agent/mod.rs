@@ -39,6 +39,8 @@ pub enum AgentError {
     },
     #[error("reading the host: {0}")]
     Host(String),
+    #[error("setting up {what}: {message}")]
+    Setup { what: String, message: String },
 }
 
 impl AgentError {

@@ -666,8 +666,10 @@ impl ApiServer {
         }
         if r.kind == "Pod" {
             // Admission (DefaultTolerationSeconds): pods tolerate a not-ready or
-            // unreachable node for 300 s before eviction.
+            // unreachable node for 300 s before eviction. (ServiceAccount): the pod's
+            // service account and its API credentials volume.
             defaults::default_tolerations(&mut obj);
+            defaults::service_account_admission(&mut obj, &random_suffix());
         }
         let mut obj = canonicalize(r, obj, None, mode, &duplicates, &mut warnings)?;
         let manager = field_manager(q, user, "create")?;

@@ -661,8 +661,8 @@ impl ApiServer {
                 let (obj, bound) = match (group, r.kind.as_str()) {
                     ("", "Pod") => {
                         let pod = read("pods", Some(namespace.clone()), r.name.clone()).await?;
-                        // Pods without one run as `default` (upstream's ServiceAccount
-                        // admission writes it; skiff does not admit pods that way yet).
+                        // Pods without one run as `default` (the ServiceAccount
+                        // admission step writes it on create; older pods may lack it).
                         let pod_sa = pod["spec"]["serviceAccountName"]
                             .as_str()
                             .filter(|s| !s.is_empty())

@@ -20,8 +20,10 @@
 //!   and `metadata.name` to be set; [`apply_defaults`] runs it for a Job that has a
 //!   uid and no selector.
 //!
-//! The not-ready/unreachable tolerations of the `DefaultTolerationSeconds` admission
-//! plugin are a separate step: [`default_tolerations`], for pods on create only.
+//! Two admission plugins are separate steps, for pods on create only: the
+//! not-ready/unreachable tolerations of `DefaultTolerationSeconds`
+//! ([`default_tolerations`]) and the `ServiceAccount` plugin's service account and API
+//! access volume ([`service_account_admission`]).
 
 use serde_json::{json, Map, Value};
 
@@ -107,6 +109,86 @@ pub fn default_tolerations(pod: &mut Value) {
     all.extend(add);
     if let Some(m) = spec.as_object_mut() {
         m.insert("tolerations".into(), Value::Array(all));
+    }
+}
+
+/// Where the `ServiceAccount` admission plugin mounts a pod's API credentials.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The `ServiceAccount` admission step for a Pod on create: `serviceAccountName`
+/// defaults to `default`; unless `automountServiceAccountToken` is false or a container
+/// already mounts something at [`SERVICE_ACCOUNT_MOUNT_PATH`], the pod gets a projected
+/// `kube-api-access-<suffix>` volume (a bound token, `ca.crt`, `namespace`) mounted
+/// read-only there in every container. `suffix` is 5 random characters.
+pub fn service_account_admission(pod: &mut Value, suffix: &str) {
+    let Some(spec) = child_obj(pod, "spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let sa = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            spec.get("serviceAccount")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or("default")
+        .to_string();
+    spec.insert("serviceAccountName".into(), json!(sa));
+    spec.insert("serviceAccount".into(), json!(sa));
+    if spec.get("automountServiceAccountToken") == Some(&json!(false)) {
+        return;
+    }
+    let mounts_there = ["containers", "initContainers"].iter().any(|list| {
+        spec.get(*list).and_then(Value::as_array).is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("volumeMounts")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ms| {
+                        ms.iter()
+                            .any(|m| str_at(m, "mountPath") == SERVICE_ACCOUNT_MOUNT_PATH)
+                    })
+            })
+        })
+    });
+    if mounts_there {
+        return;
+    }
+    let name = format!("kube-api-access-{suffix}");
+    let volume = json!({
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+            ]
+        }
+    });
+    match spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        Some(v) => v.push(volume),
+        None => {
+            spec.insert("volumes".into(), json!([volume]));
+        }
+    }
+    let mount = json!({"name": name, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH, "readOnly": true});
+    for list in ["containers", "initContainers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(c) = c.as_object_mut() else { continue };
+            match c.get_mut("volumeMounts").and_then(Value::as_array_mut) {
+                Some(ms) => ms.push(mount.clone()),
+                None => {
+                    c.insert("volumeMounts".into(), json!([mount.clone()]));
+                }
+            }
+        }
     }
 }
 
@@ -1061,6 +1143,30 @@ fn base64_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_account_admission_mounts_api_access() {
+        let mut pod = json!({"spec": {"containers": [{"name": "a"}], "initContainers": [{"name": "i", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}]}});
+        service_account_admission(&mut pod, "abcde");
+        assert_eq!(pod["spec"]["serviceAccountName"], "default");
+        assert_eq!(pod["spec"]["volumes"][0]["name"], "kube-api-access-abcde");
+        assert_eq!(
+            pod["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["path"],
+            "token"
+        );
+        for (list, i) in [("containers", 0), ("initContainers", 1)] {
+            let m = &pod["spec"][list][0]["volumeMounts"][i];
+            assert_eq!(m["mountPath"], SERVICE_ACCOUNT_MOUNT_PATH);
+            assert_eq!(m["readOnly"], true);
+        }
+        let mut opted_out = json!({"spec": {"serviceAccountName": "robot", "automountServiceAccountToken": false, "containers": [{"name": "a"}]}});
+        service_account_admission(&mut opted_out, "abcde");
+        assert_eq!(opted_out["spec"]["serviceAccountName"], "robot");
+        assert!(opted_out["spec"].get("volumes").is_none());
+        let mut own = json!({"spec": {"containers": [{"name": "a", "volumeMounts": [{"name": "t", "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]}]}});
+        service_account_admission(&mut own, "abcde");
+        assert!(own["spec"].get("volumes").is_none());
+    }
 
     #[test]
     fn pod_defaults_match_kube() {

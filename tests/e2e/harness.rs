@@ -14,6 +14,9 @@ pub struct Server {
     pub kubeconfig: PathBuf,
     extra_args: Vec<String>,
     simulators: std::sync::atomic::AtomicUsize,
+    /// A whole node (server + agent) runs inside this network namespace, created for the
+    /// test and removed on drop; kubectl runs inside it too.
+    netns: Option<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -45,9 +48,60 @@ impl Server {
             kubeconfig,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             simulators: Default::default(),
+            netns: None,
         };
         s.spawn();
         s
+    }
+
+    /// A single-node cluster: `skiff server` with its agent (containers, pod network),
+    /// inside a network namespace of its own so the host's network stays untouched.
+    /// Container logs go under the test's dir.
+    pub fn start_node(extra: &[&str]) -> Server {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let netns = format!("skiff-e2e-{}-{n}", std::process::id());
+        let status = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .expect("run ip netns add");
+        assert!(status.success(), "ip netns add {netns} failed");
+        let status = Command::new("ip")
+            .args(["-n", &netns, "link", "set", "lo", "up"])
+            .status()
+            .expect("run ip link");
+        assert!(status.success(), "bringing lo up in {netns} failed");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        std::fs::write(dir.path().join("config.yaml"), "").expect("config file");
+        let mut extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        extra_args.push(format!(
+            "--pod-logs-dir={}",
+            dir.path().join("pod-logs").display()
+        ));
+        let mut s = Server {
+            child: None,
+            dir,
+            port: free_port(),
+            kubeconfig,
+            extra_args,
+            simulators: Default::default(),
+            netns: Some(netns),
+        };
+        s.spawn();
+        s
+    }
+
+    /// `cmd` run inside the node's network namespace when there is one.
+    fn in_netns(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => Command::new(program),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -60,9 +114,12 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("server log");
-        let child = Command::new(skiff_bin())
-            .arg("server")
-            .arg("--disable-agent")
+        let mut cmd = self.in_netns(skiff_bin());
+        cmd.arg("server");
+        if self.netns.is_none() {
+            cmd.arg("--disable-agent");
+        }
+        let child = cmd
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--bind-address=127.0.0.1")
@@ -127,7 +184,7 @@ impl Server {
     }
 
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = self.in_netns("kubectl");
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
@@ -411,12 +468,64 @@ impl Drop for Server {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
-                    return;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = c.kill();
-            let _ = c.wait();
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if let Some(ns) = self.netns.take() {
+            self.remove_node_leftovers();
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+    }
+}
+
+impl Server {
+    /// What a node test leaves when it fails half-way: shims and containers the server
+    /// started (every process in their cgroups) and the cgroups. Pods the test deleted
+    /// leave nothing.
+    fn remove_node_leftovers(&self) {
+        let containers = self.data_dir().join("agent/run/containers");
+        let ids: Vec<String> = std::fs::read_dir(&containers)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for id in &ids {
+            if let Ok(pid) = std::fs::read_to_string(containers.join(id).join("shim.pid")) {
+                if let Ok(pid) = pid.trim().parse::<u32>() {
+                    unsafe_kill(pid, 9);
+                }
+            }
+        }
+        let hierarchies: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        for id in &ids {
+            let uid = id.split('_').next().unwrap_or_default();
+            for h in &hierarchies {
+                let pod = h.join("skiff").join(format!("pod{uid}"));
+                let cgroup = pod.join(id);
+                for pid in std::fs::read_to_string(cgroup.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                {
+                    if let Ok(pid) = pid.trim().parse::<u32>() {
+                        unsafe_kill(pid, 9);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = std::fs::remove_dir(&cgroup);
+                let _ = std::fs::remove_dir(&pod);
+            }
         }
     }
 }
