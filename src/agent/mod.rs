@@ -10,6 +10,7 @@
 
 pub mod host;
 pub mod lease;
+pub mod logs;
 pub mod node;
 pub mod pods;
 

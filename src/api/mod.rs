@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
+pub mod podlogs;
 pub mod protobuf;
 pub mod request;
 pub mod selector;
@@ -75,6 +76,8 @@ pub struct ApiServer {
     pub service_account_tokens: std::sync::OnceLock<serviceaccount_token::TokenIssuer>,
     /// The latest node usage reports (`metrics.k8s.io`), in memory only.
     pub metrics: metrics::MetricsStore,
+    /// Where `pods/log` streams come from (the local agent), once one is set.
+    pub pod_logs: std::sync::OnceLock<Arc<dyn podlogs::PodLogs>>,
 }
 
 impl ApiServer {
@@ -97,6 +100,7 @@ impl ApiServer {
             started: Instant::now(),
             service_account_tokens: Default::default(),
             metrics: metrics::MetricsStore::default(),
+            pod_logs: Default::default(),
         }))
     }
 
@@ -333,9 +337,10 @@ impl ApiServer {
             (true, Some("eviction"), &Method::POST) if r.kind == "Pod" => {
                 self.evict(p, q, ct()?, bytes, user).await
             }
-            (true, Some(s @ ("log" | "exec" | "attach" | "portforward")), _) => {
+            (true, Some("log"), &Method::GET) if r.kind == "Pod" => self.pod_log(p, q).await,
+            (true, Some(s @ ("exec" | "attach" | "portforward")), _) => {
                 Err(ApiError::NotImplemented(format!(
-                    "{}/{s} is not implemented yet: skiff's agent and controllers are not built",
+                    "{}/{s} is not implemented yet: skiff's agent does not stream exec, attach or port-forward yet",
                     r.plural
                 )))
             }

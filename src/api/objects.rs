@@ -61,7 +61,7 @@ pub fn list_prefix(r: &ResourceInfo, namespace: Option<&str>) -> String {
     }
 }
 
-fn not_found(r: &ResourceInfo, name: &str) -> ApiError {
+pub(crate) fn not_found(r: &ResourceInfo, name: &str) -> ApiError {
     ApiError::NotFound {
         qualified: r.qualified_plural(),
         name: name.to_string(),
