@@ -238,10 +238,11 @@ fn mounted(path: &Path) -> bool {
     text.lines().any(|l| l.split(' ').nth(4) == Some(&*p))
 }
 
+/// Fields drop in order: the unmounts come before the temp dir is removed.
 struct Env {
-    dir: tempfile::TempDir,
     _mounts: Mounts,
     store: ImageStore,
+    dir: tempfile::TempDir,
 }
 
 impl Env {
@@ -399,7 +400,10 @@ async fn imported_images_run_with_whiteouts_applied() {
     let out: Vec<String> = std::fs::read_to_string(&spec.log_path)
         .expect("log")
         .lines()
-        .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            (f.len() == 4 && f[1] == "stdout").then(|| f[3].to_string())
+        })
         .collect();
     assert_eq!(
         out,
@@ -649,6 +653,7 @@ impl Drop for Registry {
 }
 
 async fn push(img: &TestImage, reference: &str) {
+    skiff::runtime::image::pull::install_crypto_provider();
     let client = oci_client::Client::new(oci_client::client::ClientConfig {
         protocol: oci_client::client::ClientProtocol::Http,
         ..Default::default()

@@ -138,6 +138,7 @@ pub fn format_list(images: &[crate::runtime::image::Image], quiet: bool, no_trun
             rows.push(vec![repo, "<none>".into(), id.clone(), size.clone()]);
         }
     }
+    rows[1..].sort();
     let widths: Vec<usize> = (0..4)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();

@@ -242,7 +242,7 @@ pub(crate) struct Inner {
     registries: RegistriesConfig,
     privileged: bool,
     /// Longest overlay mount options written with absolute lowerdirs (then relative).
-    mount_option_limit: usize,
+    mount_option_limit: std::sync::atomic::AtomicUsize,
     cache: Mutex<Option<(FileStamp, Arc<State>)>>,
 }
 
@@ -315,7 +315,7 @@ impl ImageStore {
             registries,
             // SAFETY: no preconditions.
             privileged: unsafe { libc::geteuid() } == 0,
-            mount_option_limit: rootfs::MOUNT_OPTIONS_MAX,
+            mount_option_limit: rootfs::MOUNT_OPTIONS_MAX.into(),
             cache: Mutex::new(None),
             root,
         };
@@ -332,10 +332,10 @@ impl ImageStore {
     /// Force relative lowerdirs for option strings longer than `limit` (tests use a
     /// small limit to exercise the path taken by images with very many layers).
     #[doc(hidden)]
-    pub fn with_mount_option_limit(mut self, limit: usize) -> ImageStore {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.mount_option_limit = limit;
-        }
+    pub fn with_mount_option_limit(self, limit: usize) -> ImageStore {
+        self.inner
+            .mount_option_limit
+            .store(limit, std::sync::atomic::Ordering::Relaxed);
         self
     }
 
@@ -474,6 +474,7 @@ impl Inner {
 
     pub(crate) fn mount_option_limit(&self) -> usize {
         self.mount_option_limit
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn lock(&self) -> Result<StoreLock, ImageError> {
