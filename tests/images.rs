@@ -713,7 +713,7 @@ async fn pulls_from_a_local_registry_with_policies_mirrors_and_errors() {
         started.elapsed()
     );
     assert_eq!(pulled.id, img.id());
-    assert_eq!(pulled.references, [reference.clone()]);
+    assert_eq!(pulled.references, std::slice::from_ref(&reference));
     assert!(!pulled.pinned);
     assert_eq!(pulled.repo_digests.len(), 1);
     assert!(pulled.repo_digests[0].starts_with(&format!("{host}/test/busybox@sha256:")));

@@ -132,12 +132,10 @@ fn scan(
                 let mut clean = PathBuf::new();
                 for c in resolved.components() {
                     match c {
-                        std::path::Component::ParentDir => {
-                            if !clean.pop() {
-                                return Err(ImageError::PathEscape {
-                                    path: resolved.display().to_string(),
-                                });
-                            }
+                        std::path::Component::ParentDir if !clean.pop() => {
+                            return Err(ImageError::PathEscape {
+                                path: resolved.display().to_string(),
+                            });
                         }
                         std::path::Component::Normal(n) => clean.push(n),
                         _ => {}
@@ -292,7 +290,7 @@ fn resolve_manifest(
     let m: Manifest = serde_json::from_value(value).map_err(|e| format!("{}: {e}", d.digest))?;
     for l in &m.layers {
         let t = l.media_type.as_str();
-        if !(t.is_empty() || t.contains("layer") && (t.contains("tar") || t.contains("rootfs"))) {
+        if !super::unpack::is_layer_media_type(t) {
             return Err(format!(
                 "layer {} has an unsupported media type {t:?}",
                 l.digest

@@ -69,15 +69,13 @@ pub fn credentials_from_dockerconfigjson(
         let (mut username, mut password) = (field("username"), field("password"));
         let encoded = field("auth");
         if !encoded.is_empty() {
-            match decode_basic(&encoded).map_err(|e| bad(format!("{server}: {e}")))? {
-                Auth::Basic {
-                    username: u,
-                    password: p,
-                } => {
-                    username = u;
-                    password = p;
-                }
-                _ => {}
+            if let Auth::Basic {
+                username: u,
+                password: p,
+            } = decode_basic(&encoded).map_err(|e| bad(format!("{server}: {e}")))?
+            {
+                username = u;
+                password = p;
             }
         }
         let token = field("identitytoken");
@@ -89,7 +87,7 @@ pub fn credentials_from_dockerconfigjson(
         });
     }
     // Most specific first, so `find` picks the best match.
-    out.sort_by(|a, b| b.registry.len().cmp(&a.registry.len()));
+    out.sort_by_key(|c| std::cmp::Reverse(c.registry.len()));
     Ok(out)
 }
 

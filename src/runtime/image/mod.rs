@@ -582,7 +582,12 @@ impl Inner {
                 Some(parent) => blobs::digest_of(format!("{parent} {diff_id}").as_bytes()),
             };
             let key = chain_id["sha256:".len()..][..32].to_string();
-            self.ensure_snapshot(digest, diff_id, &chain_id, &key)?;
+            let lowers: Vec<PathBuf> = layers
+                .iter()
+                .rev()
+                .map(|l: &LayerRecord| self.root.join("sn").join(&l.key))
+                .collect();
+            self.ensure_snapshot(digest, diff_id, &chain_id, &key, &lowers)?;
             size += std::fs::metadata(self.blobs.path(digest)?)
                 .map(|m| m.len())
                 .unwrap_or(0);
@@ -637,6 +642,7 @@ impl Inner {
         diff_id: &str,
         chain_id: &str,
         key: &str,
+        lowers: &[PathBuf],
     ) -> Result<(), ImageError> {
         let dest = self.root.join("sn").join(key);
         if dest.is_dir() {
@@ -646,7 +652,7 @@ impl Inner {
         let tmp = blobs::temp_path(&self.root.join("tmp"), "snap");
         std::fs::create_dir(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
         let started = std::time::Instant::now();
-        let result = unpack::unpack_layer(blob, &tmp, self.privileged);
+        let result = unpack::unpack_layer(blob, &tmp, lowers, self.privileged);
         let unpacked = match result {
             Ok(u) => u,
             Err(e) => {

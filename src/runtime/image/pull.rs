@@ -208,7 +208,7 @@ pub(crate) async fn pull(
         let mut layers = Vec::with_capacity(manifest.layers.len());
         for layer in &manifest.layers {
             let t = layer.media_type.as_str();
-            if !(t.contains("layer") && (t.contains("tar") || t.contains("rootfs"))) {
+            if !super::unpack::is_layer_media_type(t) {
                 return Err(fail(
                     PullErrorKind::Other,
                     format!("layer {} has an unsupported media type {t:?}", layer.digest),

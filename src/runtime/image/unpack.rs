@@ -69,10 +69,14 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> Result<Box<dyn Read + 'a>, Ima
 }
 
 /// Unpack the layer read from `reader` (compressed or not) into `dest`, an existing
-/// empty dir. `privileged`: running as root (owners, devices, whiteouts, xattrs).
+/// empty dir. `lowers`: the snapshots below it, topmost first (a directory the layer
+/// writes into without listing it is created with the mode and owner it has there, as
+/// overlayfs' copy-up would keep them). `privileged`: running as root (owners, devices,
+/// whiteouts, xattrs).
 pub fn unpack_layer(
     reader: impl Read,
     dest: &Path,
+    lowers: &[PathBuf],
     privileged: bool,
 ) -> Result<Unpacked, ImageError> {
     let plain = decompress(reader)?;
@@ -87,7 +91,7 @@ pub fn unpack_layer(
         for entry in entries {
             let mut entry = entry.map_err(|e| corrupt("reading a layer tar entry", e))?;
             out.entries += 1;
-            apply_entry(&mut entry, dest, privileged, &mut out, &mut dirs)?;
+            apply_entry(&mut entry, dest, lowers, privileged, &mut out, &mut dirs)?;
         }
     }
     // Hash what follows the end-of-archive blocks too: the diffID covers the whole stream.
@@ -189,11 +193,18 @@ pub fn clean_path(raw: &Path) -> Result<PathBuf, ImageError> {
 
 /// Make sure every ancestor of `rel` inside `root` is a real directory (creating missing
 /// ones, replacing non-directories); a symlink on the way is an escape.
-fn prepare_parents(root: &Path, rel: &Path) -> Result<(), ImageError> {
+fn prepare_parents(
+    root: &Path,
+    rel: &Path,
+    lowers: &[PathBuf],
+    privileged: bool,
+) -> Result<(), ImageError> {
     let mut cur = root.to_path_buf();
+    let mut sub = PathBuf::new();
     let parent = rel.parent().unwrap_or(Path::new(""));
     for c in parent.components() {
         cur.push(c);
+        sub.push(c);
         match std::fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(ImageError::PathEscape {
@@ -209,12 +220,45 @@ fn prepare_parents(root: &Path, rel: &Path) -> Result<(), ImageError> {
                 std::fs::remove_file(&cur)
                     .map_err(io_err(format!("replacing {}", cur.display())))?;
                 mkdir(&cur)?;
+                inherit(&cur, &sub, lowers, privileged)?;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => mkdir(&cur)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                mkdir(&cur)?;
+                inherit(&cur, &sub, lowers, privileged)?;
+            }
             Err(e) => return Err(io_err(format!("inspecting {}", cur.display()))(e)),
         }
     }
     Ok(())
+}
+
+/// Give the new dir `dir` (at `sub` in the image) the mode, owner and mtime of the
+/// topmost lower snapshot's dir at `sub`, if one has it.
+fn inherit(dir: &Path, sub: &Path, lowers: &[PathBuf], privileged: bool) -> Result<(), ImageError> {
+    use std::os::unix::fs::MetadataExt;
+    for lower in lowers {
+        match std::fs::symlink_metadata(lower.join(sub)) {
+            Ok(m) if m.is_dir() => {
+                let meta = Meta {
+                    mode: m.mode() & 0o7777,
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    mtime: m.mtime(),
+                };
+                return meta.apply(dir, privileged, false);
+            }
+            // A file, device (whiteout) or symlink there: this layer's dir is new.
+            Ok(_) => return Ok(()),
+            Err(_) => continue,
+        }
+    }
+    Ok(())
+}
+
+/// Whether a manifest's layer media type is one skiff unpacks (OCI and Docker layer
+/// tars, plain, gzip or zstd; the compression is read from the blob itself).
+pub fn is_layer_media_type(t: &str) -> bool {
+    t.is_empty() || ((t.contains(".layer.") || t.contains(".rootfs.")) && t.contains("tar"))
 }
 
 fn mkdir(p: &Path) -> Result<(), ImageError> {
@@ -290,6 +334,7 @@ const OPAQUE: &str = ".wh..wh..opq";
 fn apply_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     dest: &Path,
+    lowers: &[PathBuf],
     privileged: bool,
     out: &mut Unpacked,
     dirs: &mut Vec<(PathBuf, Meta)>,
@@ -303,7 +348,7 @@ fn apply_entry<R: Read>(
         // The layer's root dir itself ("./"): the snapshot dir stands for it.
         return Ok(());
     };
-    prepare_parents(dest, &rel)?;
+    prepare_parents(dest, &rel, lowers, privileged)?;
     let target = dest.join(&rel);
     let header = entry.header().clone();
     let meta = Meta::of(&header);
@@ -510,7 +555,7 @@ mod tests {
 
     fn unpack(bytes: &[u8]) -> (tempfile::TempDir, Result<Unpacked, ImageError>) {
         let dir = tempfile::tempdir().expect("tmp");
-        let r = unpack_layer(bytes, dir.path(), is_root());
+        let r = unpack_layer(bytes, dir.path(), &[], is_root());
         (dir, r)
     }
 
@@ -662,6 +707,51 @@ mod tests {
         let (dir, r) = unpack(&t.done());
         r.expect("absolute paths are rooted in the snapshot");
         assert!(dir.path().join("abs/file").is_file());
+    }
+
+    #[test]
+    fn unlisted_parent_dirs_keep_the_lower_layers_mode_and_owner() {
+        let mut t = Tar::new();
+        t.entry("tmp/", tar::EntryType::Directory, 0o1777, "", b"");
+        let (lower, r) = unpack(&t.done());
+        r.expect("lower");
+        let mut t = Tar::new();
+        t.file("tmp/x", 0o644, b"x");
+        t.file("new/y", 0o644, b"y");
+        let upper = tempfile::tempdir().expect("tmp");
+        unpack_layer(
+            &t.done()[..],
+            upper.path(),
+            &[lower.path().to_path_buf()],
+            is_root(),
+        )
+        .expect("upper");
+        let m = std::fs::metadata(upper.path().join("tmp")).expect("tmp");
+        assert_eq!(m.permissions().mode() & 0o7777, 0o1777);
+        if is_root() {
+            assert_eq!((m.uid(), m.gid()), (1000, 1001));
+        }
+        let m = std::fs::metadata(upper.path().join("new")).expect("new");
+        assert_eq!(m.permissions().mode() & 0o7777, 0o755);
+    }
+
+    #[test]
+    fn layer_media_types() {
+        for ok in [
+            "application/vnd.oci.image.layer.v1.tar",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        ] {
+            assert!(is_layer_media_type(ok), "{ok}");
+        }
+        for bad in [
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        ] {
+            assert!(!is_layer_media_type(bad), "{bad}");
+        }
     }
 
     #[test]
