@@ -676,6 +676,61 @@ async fn push(img: &TestImage, reference: &str) {
         .expect("push to the local registry");
 }
 
+/// Push `img` and a variant for another platform as `test/multi:1`, an OCI index with
+/// the other platform listed first; the index's digest.
+async fn push_index(img: &TestImage, host: &str) -> String {
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::Http,
+        ..Default::default()
+    });
+    let auth = oci_client::secrets::RegistryAuth::Anonymous;
+    let mut other = serde_json::from_slice::<serde_json::Value>(&img.config).expect("config");
+    other["architecture"] = "s390x".into();
+    let other = TestImage {
+        config: serde_json::to_vec(&other).expect("config"),
+        base: img.base.clone(),
+        top: img.top.clone(),
+        base_gz: img.base_gz.clone(),
+        top_zst: img.top_zst.clone(),
+    };
+    let mut entries = Vec::new();
+    for (image, tag, arch) in [
+        (&other, "other", "s390x"),
+        (img, "own", skiff::runtime::image::archive::host_arch()),
+    ] {
+        let reference = format!("{host}/test/multi:{tag}");
+        push(image, &reference).await;
+        let r: oci_client::Reference = reference.parse().expect("reference");
+        let (bytes, digest) = client
+            .pull_manifest_raw(&r, &auth, &[MANIFEST])
+            .await
+            .expect("pushed manifest");
+        entries.push(serde_json::json!({
+            "mediaType": MANIFEST,
+            "digest": digest,
+            "size": bytes.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .expect("index");
+    let r: oci_client::Reference = format!("{host}/test/multi:1").parse().expect("reference");
+    client
+        .push_manifest_raw(
+            &r,
+            index.clone(),
+            http::HeaderValue::from_static("application/vnd.oci.image.index.v1+json"),
+        )
+        .await
+        .expect("push the index");
+    digest(&index)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pulls_from_a_local_registry_with_policies_mirrors_and_errors() {
     require_root();
@@ -683,11 +738,14 @@ async fn pulls_from_a_local_registry_with_policies_mirrors_and_errors() {
     let host = format!("127.0.0.1:{}", registry.port);
     let img = TestImage::new();
     push(&img, &format!("{host}/test/busybox:1")).await;
+    let index_digest = push_index(&img, &host).await;
 
     // The registry speaks plain HTTP: a mirror entry says so. docker.io goes to the
     // same registry, its `library/` repositories rewritten into `test/`.
+    // The first docker.io endpoint is down (nothing listens on 127.0.0.1:9): the pull
+    // goes on to the next.
     let yaml = format!(
-        "mirrors:\n  \"{host}\":\n    endpoint: [\"http://{host}\"]\n  docker.io:\n    endpoint: [\"http://{host}\"]\n    rewrite:\n      \"^library/(.*)\": \"test/$1\"\n"
+        "mirrors:\n  \"{host}\":\n    endpoint: [\"http://{host}\"]\n  docker.io:\n    endpoint: [\"http://127.0.0.1:9\", \"http://{host}\"]\n    rewrite:\n      \"^library/(.*)\": \"test/$1\"\n"
     );
     let env = Env::new(RegistriesConfig::parse(&yaml).expect("registries.yaml"));
     let reference = format!("{host}/test/busybox:1");
@@ -735,6 +793,26 @@ async fn pulls_from_a_local_registry_with_policies_mirrors_and_errors() {
     assert!(mirrored
         .references
         .contains(&"docker.io/library/busybox:1".to_string()));
+
+    // A multi-platform index: this host's platform is picked.
+    let multi = env
+        .store
+        .pull(&format!("{host}/test/multi:1"), &[])
+        .await
+        .expect("pull an index");
+    assert_eq!(
+        multi.id,
+        img.id(),
+        "the {} image",
+        skiff::runtime::image::archive::host_arch()
+    );
+    assert!(
+        multi
+            .repo_digests
+            .contains(&format!("{host}/test/multi@{index_digest}")),
+        "{:?}",
+        multi.repo_digests
+    );
 
     // A missing image, worded as containerd words it.
     let err = env
