@@ -9,6 +9,9 @@ command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(gcc)
 # The runtime tests (tests/runtime.rs) build container root filesystems from it.
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+# The image tests (tests/images.rs) pull from a local registry they start themselves
+# (`docker-registry serve`, on 127.0.0.1; the package's service is not used).
+dpkg -s docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 if ((${#need[@]})); then
   echo "==> installing ${need[*]}"
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi

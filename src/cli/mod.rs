@@ -1,7 +1,8 @@
-//! The command line: `skiff server`, `skiff kubectl`, `skiff --version`, with k3s's flag
+//! The command line: `skiff server`, `skiff kubectl`, `skiff images`, `skiff --version`, with k3s's flag
 //! names and a config file (`/etc/skiff/config.yaml`) whose keys are the flag names.
 
 pub mod config;
+pub mod images;
 pub mod kubectl;
 pub mod kubernetes_service;
 pub mod server;
@@ -31,6 +32,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Manage the node's images: import, ls, rm, pull.
+    Images(images::ImagesArgs),
     /// Simulate nodes (like kwok): register them, renew their leases and play kubelet for
     /// their pods without running containers.
     Simulate(Box<crate::simulate::SimulateArgs>),
@@ -63,6 +66,8 @@ pub enum CliError {
     Simulate(#[from] crate::simulate::SimulateError),
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
+    #[error(transparent)]
+    Images(#[from] crate::runtime::image::ImageError),
     #[error("running {program}: {source}")]
     Exec {
         program: String,
@@ -98,6 +103,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Server(args) => server::run(*args).map_err(CliError::from),
         Command::Kubectl { args } => kubectl::run(args),
+        Command::Images(args) => images::run(args).map_err(CliError::from),
         Command::Simulate(args) => crate::simulate::run(*args).map_err(CliError::from),
         Command::Shim(args) => return crate::runtime::shim::main(&args.run_dir, &args.id),
         Command::RuntimeBench(args) => crate::runtime::bench::run(args).map_err(CliError::from),

@@ -10,7 +10,8 @@
 //! - the cgroup of every container, `<cgroup parent>/<id>` (cgroupfs, absolute path,
 //!   `/skiff` unless the spec names a parent such as `/skiff/pod-<uid>`).
 //!
-//! Images and root filesystems are not made here: a spec names a prepared rootfs dir.
+//! Images and root filesystems are made by [`image`] (the node's image store); a spec
+//! names the rootfs dir it prepared.
 //! Fail-static: nothing here stops containers when the [`Runtime`] is dropped or the
 //! process exits; [`Runtime::list`] finds the shims again.
 //!
@@ -20,6 +21,7 @@
 
 pub mod bench;
 pub mod cgroup;
+pub mod image;
 pub mod logs;
 pub mod protocol;
 pub mod shim;
