@@ -9,6 +9,10 @@ command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(gcc)
 # The runtime tests (tests/runtime.rs) build container root filesystems from it.
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+# The pod network tests (tests/net.rs): `ip`, `nft` and nsenter.
+dpkg -s iproute2 >/dev/null 2>&1 || need+=(iproute2)
+dpkg -s nftables >/dev/null 2>&1 || need+=(nftables)
+command -v nsenter >/dev/null || need+=(util-linux)
 if ((${#need[@]})); then
   echo "==> installing ${need[*]}"
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
