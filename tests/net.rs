@@ -79,8 +79,12 @@ where
             "refusing to run: not inside the test's own network namespace ({mine})"
         );
         let world = World {
-            state_dir: std::env::var_os("SKIFF_NETTEST_STATE").expect("state dir").into(),
-            outside_ns: std::env::var_os("SKIFF_NETTEST_OUTSIDE").expect("outside ns").into(),
+            state_dir: std::env::var_os("SKIFF_NETTEST_STATE")
+                .expect("state dir")
+                .into(),
+            outside_ns: std::env::var_os("SKIFF_NETTEST_OUTSIDE")
+                .expect("outside ns")
+                .into(),
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -94,12 +98,15 @@ where
     // SAFETY: geteuid has no preconditions.
     assert_eq!(unsafe { libc::geteuid() }, 0, "the net tests need root");
     for tool in ["/usr/sbin/nft", BUSYBOX, "/usr/bin/nsenter"] {
-        assert!(Path::new(tool).exists(), "{tool} is missing (tests/run.sh installs it)");
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing (tests/run.sh installs it)"
+        );
     }
     // Namespace names: unique per process and test (a short hash of the test's name).
-    let hash = name
-        .bytes()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     let tag = format!("skiff-nt-{}-{:06x}", std::process::id(), hash & 0xff_ffff);
     let (node, outside) = (format!("{tag}-n"), format!("{tag}-o"));
     let _guard = Namespaces(vec![node.clone(), outside.clone()]);
@@ -109,7 +116,9 @@ where
     ip_n(&outside, &["link", "set", "lo", "up"]);
     ip_n(
         &node,
-        &["link", "add", "ext0", "type", "veth", "peer", "name", "ext0", "netns", &outside],
+        &[
+            "link", "add", "ext0", "type", "veth", "peer", "name", "ext0", "netns", &outside,
+        ],
     );
     ip_n(&node, &["addr", "add", "192.168.77.1/24", "dev", "ext0"]);
     ip_n(&node, &["link", "set", "ext0", "up"]);
@@ -126,7 +135,10 @@ where
         .arg(exe)
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(INNER, "1")
-        .env("SKIFF_NETTEST_PARENT_NETNS", netns_inode("/proc/self/ns/net"))
+        .env(
+            "SKIFF_NETTEST_PARENT_NETNS",
+            netns_inode("/proc/self/ns/net"),
+        )
         .env("SKIFF_NETTEST_STATE", state.path())
         .env("SKIFF_NETTEST_OUTSIDE", format!("/run/netns/{outside}"))
         .stdin(Stdio::null())
@@ -160,7 +172,7 @@ fn key(uid: &str, name: &str) -> PodKey {
 /// `busybox <args>` inside a pod's network namespace.
 fn in_pod(sandbox: &PodSandboxNet, args: &[&str]) -> Command {
     let mut c = Command::new("nsenter");
-    c.arg(format!("--net={}", sandbox.netns))
+    c.arg(format!("--net={}", sandbox.netns.display()))
         .arg(BUSYBOX)
         .args(args);
     c
@@ -187,92 +199,124 @@ fn link_exists(name: &str) -> bool {
 
 fn pod_addresses(sandbox: &PodSandboxNet) -> String {
     let out = run(Command::new("nsenter")
-        .arg(format!("--net={}", sandbox.netns))
+        .arg(format!("--net={}", sandbox.netns.display()))
         .args(["ip", "-o", "-4", "addr", "show"]));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
 fn pods_get_addresses_talk_and_are_torn_down() {
-    in_node_netns("pods_get_addresses_talk_and_are_torn_down", |w| async move {
-        let started = Instant::now();
-        let net = PodNetwork::new(config(&w)).await.expect("pod network");
-        let t_new = started.elapsed();
-        assert!(link_exists("skiff0"));
-        assert_eq!(
-            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap().trim(),
-            "1"
-        );
+    in_node_netns(
+        "pods_get_addresses_talk_and_are_torn_down",
+        |w| async move {
+            let started = Instant::now();
+            let net = PodNetwork::new(config(&w)).await.expect("pod network");
+            let t_new = started.elapsed();
+            assert!(link_exists("skiff0"));
+            assert_eq!(
+                std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+                    .unwrap()
+                    .trim(),
+                "1"
+            );
 
-        let t = Instant::now();
-        let a = net.setup(&key("uid-a", "a"), &[]).await.expect("setup a");
-        let t_setup = t.elapsed();
-        let b = net.setup(&key("uid-b", "b"), &[]).await.expect("setup b");
-        println!("measured: PodNetwork::new {t_new:?}, first pod setup {t_setup:?}");
-        assert_eq!(a.ip, Ipv4Addr::new(10, 42, 0, 2));
-        assert_eq!(b.ip, Ipv4Addr::new(10, 42, 0, 3));
-        assert_eq!(a.gateway, Ipv4Addr::new(10, 42, 0, 1));
-        assert_eq!(a.prefix_len, 24);
-        assert!(a.netns.starts_with(&w.state_dir));
-        let addrs = pod_addresses(&a);
-        assert!(addrs.contains("eth0") && addrs.contains("inet 10.42.0.2/24"), "{addrs}");
-        assert!(addrs.contains("lo") && addrs.contains("127.0.0.1/8"), "{addrs}");
+            let t = Instant::now();
+            let a = net.setup(&key("uid-a", "a"), &[]).await.expect("setup a");
+            let t_setup = t.elapsed();
+            let b = net.setup(&key("uid-b", "b"), &[]).await.expect("setup b");
+            println!("measured: PodNetwork::new {t_new:?}, first pod setup {t_setup:?}");
+            assert_eq!(a.ip, Ipv4Addr::new(10, 42, 0, 2));
+            assert_eq!(b.ip, Ipv4Addr::new(10, 42, 0, 3));
+            assert_eq!(a.gateway, Ipv4Addr::new(10, 42, 0, 1));
+            assert_eq!(a.prefix_len, 24);
+            assert!(a.netns.starts_with(&w.state_dir));
+            let addrs = pod_addresses(&a);
+            assert!(
+                addrs.contains("eth0") && addrs.contains("inet 10.42.0.2/24"),
+                "{addrs}"
+            );
+            assert!(
+                addrs.contains("lo") && addrs.contains("127.0.0.1/8"),
+                "{addrs}"
+            );
 
-        assert!(ping_from(&a, b.ip), "pod a cannot ping pod b");
-        assert!(ping_from(&b, a.ip), "pod b cannot ping pod a");
-        assert!(ping_from(&b, a.gateway), "pod b cannot ping the gateway");
-        assert!(ping_from(&a, NODE_IP), "pod a cannot reach the node's address");
+            assert!(ping_from(&a, b.ip), "pod a cannot ping pod b");
+            assert!(ping_from(&b, a.ip), "pod b cannot ping pod a");
+            assert!(ping_from(&b, a.gateway), "pod b cannot ping the gateway");
+            assert!(
+                ping_from(&a, NODE_IP),
+                "pod a cannot reach the node's address"
+            );
 
-        // Idempotent: the same sandbox again, and still one veth for the pod.
-        let t = Instant::now();
-        let again = net.setup(&key("uid-a", "a"), &[]).await.expect("setup a again");
-        println!("measured: repeated setup {:?}", t.elapsed());
-        assert_eq!(again, a);
-        let links = String::from_utf8_lossy(&run(Command::new("ip").args(["-o", "link"])).stdout)
-            .into_owned();
-        assert_eq!(links.matches(&a.host_veth).count(), 1, "{links}");
-        assert!(ping_from(&a, b.ip));
+            // Idempotent: the same sandbox again, and still one veth for the pod.
+            let t = Instant::now();
+            let again = net
+                .setup(&key("uid-a", "a"), &[])
+                .await
+                .expect("setup a again");
+            println!("measured: repeated setup {:?}", t.elapsed());
+            assert_eq!(again, a);
+            let links =
+                String::from_utf8_lossy(&run(Command::new("ip").args(["-o", "link"])).stdout)
+                    .into_owned();
+            assert_eq!(links.matches(&a.host_veth).count(), 1, "{links}");
+            assert!(ping_from(&a, b.ip));
 
-        // Teardown removes the veth, the namespace file and the address.
-        let t = Instant::now();
-        net.teardown("uid-a").await.expect("teardown a");
-        println!("measured: teardown {:?}", t.elapsed());
-        assert!(!link_exists(&a.host_veth), "veth {} is still there", a.host_veth);
-        assert!(!a.netns.exists(), "{} is still there", a.netns.display());
-        assert!(net.sandbox("uid-a").is_none());
-        net.teardown("uid-a").await.expect("teardown is idempotent");
-        assert!(!ping_from(&b, a.ip), "the old address still answers");
-        let c = net.setup(&key("uid-c", "c"), &[]).await.expect("setup c");
-        assert_eq!(c.ip, a.ip, "the freed address is handed out again");
-        assert!(ping_from(&c, b.ip));
+            // Teardown removes the veth, the namespace file and the address.
+            let t = Instant::now();
+            net.teardown("uid-a").await.expect("teardown a");
+            println!("measured: teardown {:?}", t.elapsed());
+            assert!(
+                !link_exists(&a.host_veth),
+                "veth {} is still there",
+                a.host_veth
+            );
+            assert!(!a.netns.exists(), "{} is still there", a.netns.display());
+            assert!(net.sandbox("uid-a").is_none());
+            net.teardown("uid-a").await.expect("teardown is idempotent");
+            assert!(!ping_from(&b, a.ip), "the old address still answers");
+            let c = net.setup(&key("uid-c", "c"), &[]).await.expect("setup c");
+            assert_eq!(c.ip, a.ip, "the freed address is handed out again");
+            assert!(ping_from(&c, b.ip));
 
-        // A new PodNetwork on the same state dir (a restarted skiff) keeps the
-        // allocations and the pods' connectivity.
-        drop(net);
-        let net = PodNetwork::new(config(&w)).await.expect("pod network after restart");
-        let mut after: Vec<(String, Ipv4Addr)> =
-            net.sandboxes().into_iter().map(|s| (s.uid, s.ip)).collect();
-        after.sort();
-        assert_eq!(
-            after,
-            vec![("uid-b".to_string(), b.ip), ("uid-c".to_string(), c.ip)]
-        );
-        assert!(ping_from(&b, c.ip), "pods lost connectivity over the restart");
-        let d = net.setup(&key("uid-d", "d"), &[]).await.expect("setup d");
-        assert_eq!(d.ip, Ipv4Addr::new(10, 42, 0, 4), "allocated over a held address");
+            // A new PodNetwork on the same state dir (a restarted skiff) keeps the
+            // allocations and the pods' connectivity.
+            drop(net);
+            let net = PodNetwork::new(config(&w))
+                .await
+                .expect("pod network after restart");
+            let mut after: Vec<(String, Ipv4Addr)> =
+                net.sandboxes().into_iter().map(|s| (s.uid, s.ip)).collect();
+            after.sort();
+            assert_eq!(
+                after,
+                vec![("uid-b".to_string(), b.ip), ("uid-c".to_string(), c.ip)]
+            );
+            assert!(
+                ping_from(&b, c.ip),
+                "pods lost connectivity over the restart"
+            );
+            let d = net.setup(&key("uid-d", "d"), &[]).await.expect("setup d");
+            assert_eq!(
+                d.ip,
+                Ipv4Addr::new(10, 42, 0, 4),
+                "allocated over a held address"
+            );
 
-        for uid in ["uid-b", "uid-c", "uid-d"] {
-            net.teardown(uid).await.expect("teardown");
-        }
-        assert!(net.sandboxes().is_empty());
-        let left: Vec<_> = std::fs::read_dir(w.state_dir.join("netns"))
-            .expect("netns dir")
-            .collect();
-        assert!(left.is_empty(), "namespace files left: {left:?}");
-        let links = String::from_utf8_lossy(&run(Command::new("ip").args(["-o", "link"])).stdout)
-            .into_owned();
-        assert!(!links.contains("veth"), "veths left: {links}");
-    });
+            for uid in ["uid-b", "uid-c", "uid-d"] {
+                net.teardown(uid).await.expect("teardown");
+            }
+            assert!(net.sandboxes().is_empty());
+            let left: Vec<_> = std::fs::read_dir(w.state_dir.join("netns"))
+                .expect("netns dir")
+                .collect();
+            assert!(left.is_empty(), "namespace files left: {left:?}");
+            let links =
+                String::from_utf8_lossy(&run(Command::new("ip").args(["-o", "link"])).stdout)
+                    .into_owned();
+            assert!(!links.contains("veth"), "veths left: {links}");
+        },
+    );
 }
 
 /// Connects to `addr` until it answers (the listener may still be starting), sends
@@ -298,156 +342,182 @@ fn exchange(addr: SocketAddr, msg: &str, within: Duration) -> Result<String, Str
 
 #[test]
 fn host_port_reaches_the_pod_through_the_node_address() {
-    in_node_netns("host_port_reaches_the_pod_through_the_node_address", |w| async move {
-        let net = PodNetwork::new(config(&w)).await.expect("pod network");
-        let web = HostPort {
-            protocol: Protocol::Tcp,
-            host_ip: None,
-            host_port: 30080,
-            container_port: 8080,
-        };
-        let pod = net.setup(&key("uid-web", "web"), &[web]).await.expect("setup");
-        assert_eq!(pod.host_ports, vec![web]);
-        let rules = String::from_utf8_lossy(
-            &run(Command::new("nft").args(["list", "table", "ip", "skiff"])).stdout,
-        )
-        .into_owned();
-        assert!(rules.contains("dnat to 10.42.0.2:8080"), "{rules}");
-
-        // Another pod cannot take the same hostPort.
-        let err = net
-            .setup(&key("uid-other", "other"), &[web])
-            .await
-            .expect_err("a second pod on hostPort 30080");
-        assert_eq!(err.to_string(), "hostPort 30080/TCP is already used by pod default/web");
-        assert!(net.sandbox("uid-other").is_none(), "the failed setup left a record");
-
-        let mut listener = in_pod(&pod, &["nc", "-l", "-p", "8080"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("nc -l in the pod");
-        listener
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"hello-from-pod\n")
-            .expect("listener input");
-        let reply = tokio::task::spawn_blocking(|| {
-            exchange(
-                SocketAddr::from((NODE_IP, 30080)),
-                "hello-from-node\n",
-                Duration::from_secs(5),
+    in_node_netns(
+        "host_port_reaches_the_pod_through_the_node_address",
+        |w| async move {
+            let net = PodNetwork::new(config(&w)).await.expect("pod network");
+            let web = HostPort {
+                protocol: Protocol::Tcp,
+                host_ip: None,
+                host_port: 30080,
+                container_port: 8080,
+            };
+            let pod = net
+                .setup(&key("uid-web", "web"), &[web])
+                .await
+                .expect("setup");
+            assert_eq!(pod.host_ports, vec![web]);
+            let rules = String::from_utf8_lossy(
+                &run(Command::new("nft").args(["list", "table", "ip", "skiff"])).stdout,
             )
-        })
-        .await
-        .expect("client");
-        let heard = listener.wait_with_output().expect("nc output");
-        assert_eq!(reply.as_deref(), Ok("hello-from-pod\n"));
-        assert_eq!(String::from_utf8_lossy(&heard.stdout), "hello-from-node\n");
+            .into_owned();
+            assert!(rules.contains("dnat to 10.42.0.2:8080"), "{rules}");
 
-        // Hairpin: another pod on the same bridge reaches the hostPort through the
-        // node's address too (its replies must come back through the node).
-        let peer = net.setup(&key("uid-peer", "peer"), &[]).await.expect("setup peer");
-        let mut listener = in_pod(&pod, &["nc", "-l", "-p", "8080"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("nc -l in the pod");
-        listener
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"hello-again\n")
-            .expect("listener input");
-        std::thread::sleep(Duration::from_millis(300));
-        let mut client = in_pod(&peer, &["nc", "-w", "3", "192.168.77.1", "30080"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("nc in the peer pod");
-        client
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"hello-from-peer\n")
-            .expect("client input");
-        let answer = client.wait_with_output().expect("peer nc");
-        let heard = listener.wait_with_output().expect("nc output");
-        assert_eq!(String::from_utf8_lossy(&heard.stdout), "hello-from-peer\n");
-        assert_eq!(String::from_utf8_lossy(&answer.stdout), "hello-again\n");
-        net.teardown("uid-peer").await.expect("teardown peer");
+            // Another pod cannot take the same hostPort.
+            let err = net
+                .setup(&key("uid-other", "other"), &[web])
+                .await
+                .expect_err("a second pod on hostPort 30080");
+            assert_eq!(
+                err.to_string(),
+                "hostPort 30080/TCP is already used by pod default/web"
+            );
+            assert!(
+                net.sandbox("uid-other").is_none(),
+                "the failed setup left a record"
+            );
 
-        // After teardown the port is closed again and its rule is gone.
-        net.teardown("uid-web").await.expect("teardown");
-        let rules = String::from_utf8_lossy(
-            &run(Command::new("nft").args(["list", "table", "ip", "skiff"])).stdout,
-        )
-        .into_owned();
-        assert!(!rules.contains("30080"), "{rules}");
-        let closed = TcpStream::connect_timeout(
-            &SocketAddr::from((NODE_IP, 30080)),
-            Duration::from_secs(2),
-        );
-        assert!(closed.is_err(), "hostPort 30080 still answers after teardown");
-    });
+            let mut listener = in_pod(&pod, &["nc", "-l", "-p", "8080"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("nc -l in the pod");
+            listener
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"hello-from-pod\n")
+                .expect("listener input");
+            let reply = tokio::task::spawn_blocking(|| {
+                exchange(
+                    SocketAddr::from((NODE_IP, 30080)),
+                    "hello-from-node\n",
+                    Duration::from_secs(5),
+                )
+            })
+            .await
+            .expect("client");
+            let heard = listener.wait_with_output().expect("nc output");
+            assert_eq!(reply.as_deref(), Ok("hello-from-pod\n"));
+            assert_eq!(String::from_utf8_lossy(&heard.stdout), "hello-from-node\n");
+
+            // Hairpin: another pod on the same bridge reaches the hostPort through the
+            // node's address too (its replies must come back through the node).
+            let peer = net
+                .setup(&key("uid-peer", "peer"), &[])
+                .await
+                .expect("setup peer");
+            let mut listener = in_pod(&pod, &["nc", "-l", "-p", "8080"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("nc -l in the pod");
+            listener
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"hello-again\n")
+                .expect("listener input");
+            std::thread::sleep(Duration::from_millis(300));
+            let mut client = in_pod(&peer, &["nc", "-w", "3", "192.168.77.1", "30080"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("nc in the peer pod");
+            client
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"hello-from-peer\n")
+                .expect("client input");
+            let answer = client.wait_with_output().expect("peer nc");
+            let heard = listener.wait_with_output().expect("nc output");
+            assert_eq!(String::from_utf8_lossy(&heard.stdout), "hello-from-peer\n");
+            assert_eq!(String::from_utf8_lossy(&answer.stdout), "hello-again\n");
+            net.teardown("uid-peer").await.expect("teardown peer");
+
+            // After teardown the port is closed again and its rule is gone.
+            net.teardown("uid-web").await.expect("teardown");
+            let rules = String::from_utf8_lossy(
+                &run(Command::new("nft").args(["list", "table", "ip", "skiff"])).stdout,
+            )
+            .into_owned();
+            assert!(!rules.contains("30080"), "{rules}");
+            let closed = TcpStream::connect_timeout(
+                &SocketAddr::from((NODE_IP, 30080)),
+                Duration::from_secs(2),
+            );
+            assert!(
+                closed.is_err(),
+                "hostPort 30080 still answers after teardown"
+            );
+        },
+    );
 }
 
 #[test]
 fn traffic_leaving_the_cluster_is_masqueraded() {
-    in_node_netns("traffic_leaving_the_cluster_is_masqueraded", |w| async move {
-        let net = PodNetwork::new(config(&w)).await.expect("pod network");
-        let pod = net.setup(&key("uid-client", "client"), &[]).await.expect("setup");
+    in_node_netns(
+        "traffic_leaving_the_cluster_is_masqueraded",
+        |w| async move {
+            let net = PodNetwork::new(config(&w)).await.expect("pod network");
+            let pod = net
+                .setup(&key("uid-client", "client"), &[])
+                .await
+                .expect("setup");
 
-        // A listener in the outside namespace, which has no route to the pod CIDR: only
-        // a masqueraded connection can be answered, and it must come from the node.
-        let outside = w.outside_ns.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let server = std::thread::spawn(move || {
-            let f = std::fs::File::open(&outside).expect("outside ns");
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let l = TcpListener::bind((OUTSIDE_IP, 9000)).expect("bind outside");
-            tx.send(()).expect("ready");
-            l.set_nonblocking(true).expect("nonblocking");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match l.accept() {
-                    Ok((mut s, peer)) => {
-                        s.set_nonblocking(false).expect("blocking");
-                        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-                        let mut got = String::new();
-                        let _ = s.read_to_string(&mut got);
-                        return Some((peer, got));
+            // A listener in the outside namespace, which has no route to the pod CIDR: only
+            // a masqueraded connection can be answered, and it must come from the node.
+            let outside = w.outside_ns.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let server = std::thread::spawn(move || {
+                let f = std::fs::File::open(&outside).expect("outside ns");
+                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                let l = TcpListener::bind((OUTSIDE_IP, 9000)).expect("bind outside");
+                tx.send(()).expect("ready");
+                l.set_nonblocking(true).expect("nonblocking");
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    match l.accept() {
+                        Ok((mut s, peer)) => {
+                            s.set_nonblocking(false).expect("blocking");
+                            s.set_read_timeout(Some(Duration::from_secs(5)))
+                                .expect("timeout");
+                            let mut got = String::new();
+                            let _ = s.read_to_string(&mut got);
+                            return Some((peer, got));
+                        }
+                        Err(_) if Instant::now() > deadline => return None,
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
                     }
-                    Err(_) if Instant::now() > deadline => return None,
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(5)).expect("listener ready");
-        let mut client = in_pod(&pod, &["nc", "-w", "3", "192.168.77.2", "9000"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("nc in the pod");
-        client
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"from-pod\n")
-            .expect("client input");
-        let status = client.wait().expect("nc");
-        assert!(status.success(), "nc from the pod failed: {status}");
-        let (peer, got) = server
-            .join()
-            .expect("listener thread")
-            .expect("no connection reached the outside listener");
-        assert_eq!(got, "from-pod\n");
-        assert_eq!(
-            peer.ip(),
-            std::net::IpAddr::V4(NODE_IP),
-            "the outside saw the pod's own address"
-        );
-        net.teardown("uid-client").await.expect("teardown");
-    });
+            });
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("listener ready");
+            let mut client = in_pod(&pod, &["nc", "-w", "3", "192.168.77.2", "9000"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("nc in the pod");
+            client
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"from-pod\n")
+                .expect("client input");
+            let status = client.wait().expect("nc");
+            assert!(status.success(), "nc from the pod failed: {status}");
+            let (peer, got) = server
+                .join()
+                .expect("listener thread")
+                .expect("no connection reached the outside listener");
+            assert_eq!(got, "from-pod\n");
+            assert_eq!(
+                peer.ip(),
+                std::net::IpAddr::V4(NODE_IP),
+                "the outside saw the pod's own address"
+            );
+            net.teardown("uid-client").await.expect("teardown");
+        },
+    );
 }

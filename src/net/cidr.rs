@@ -143,7 +143,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        for bad in ["10.42.0.0", "10.42.0.1/24", "10.42.0.0/33", "x/24", "10.42.0.0/a"] {
+        for bad in [
+            "10.42.0.0",
+            "10.42.0.1/24",
+            "10.42.0.0/33",
+            "x/24",
+            "10.42.0.0/a",
+        ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad} parsed");
         }
     }

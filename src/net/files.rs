@@ -170,7 +170,8 @@ pub fn pod_resolv(pod: &PodDns<'_>) -> Resolv {
     };
     if let Some(cfg) = pod.dns_config {
         out.nameservers.extend(cfg.nameservers.iter().cloned());
-        out.searches.extend(cfg.searches.iter().map(|s| trim_dot(s)));
+        out.searches
+            .extend(cfg.searches.iter().map(|s| trim_dot(s)));
         out.options = merge_options(out.options, &cfg.options);
     }
     out.nameservers = dedup(out.nameservers);
@@ -320,7 +321,10 @@ mod tests {
         );
         let merged = pod_resolv(&pod(DnsPolicy::ClusterFirst, Some(&cfg), &dns));
         assert_eq!(merged.nameservers, ["10.43.0.10", "1.1.1.1"]);
-        assert_eq!(merged.searches.last().map(String::as_str), Some("my.example"));
+        assert_eq!(
+            merged.searches.last().map(String::as_str),
+            Some("my.example")
+        );
         // ndots from dnsConfig replaces the default 5 in its place.
         assert_eq!(merged.options, ["ndots:2", "rotate"]);
         assert_eq!(resolv_conf(&pod(DnsPolicy::None, None, &dns)), "");

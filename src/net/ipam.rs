@@ -66,8 +66,10 @@ impl NetState {
         f.write_all(&bytes).map_err(ctx("writing"))?;
         f.sync_all().map_err(ctx("syncing"))?;
         drop(f);
-        std::fs::rename(&tmp, path)
-            .map_err(NetError::io(format!("renaming {} into place", tmp.display())))?;
+        std::fs::rename(&tmp, path).map_err(NetError::io(format!(
+            "renaming {} into place",
+            tmp.display()
+        )))?;
         if let Some(dir) = path.parent() {
             // The rename is durable once the directory is.
             std::fs::File::open(dir)
@@ -156,13 +158,28 @@ mod tests {
     fn allocates_lowest_free_and_is_stable_per_uid() {
         let cidr: Ipv4Cidr = "10.42.0.0/24".parse().unwrap();
         let mut s = NetState::default();
-        assert_eq!(s.allocate(&cidr, &key("a"), &[]).unwrap().ip, Ipv4Addr::new(10, 42, 0, 2));
-        assert_eq!(s.allocate(&cidr, &key("b"), &[]).unwrap().ip, Ipv4Addr::new(10, 42, 0, 3));
+        assert_eq!(
+            s.allocate(&cidr, &key("a"), &[]).unwrap().ip,
+            Ipv4Addr::new(10, 42, 0, 2)
+        );
+        assert_eq!(
+            s.allocate(&cidr, &key("b"), &[]).unwrap().ip,
+            Ipv4Addr::new(10, 42, 0, 3)
+        );
         // Same uid: same address.
-        assert_eq!(s.allocate(&cidr, &key("a"), &[]).unwrap().ip, Ipv4Addr::new(10, 42, 0, 2));
+        assert_eq!(
+            s.allocate(&cidr, &key("a"), &[]).unwrap().ip,
+            Ipv4Addr::new(10, 42, 0, 2)
+        );
         assert!(s.release("a").is_some());
-        assert_eq!(s.allocate(&cidr, &key("c"), &[]).unwrap().ip, Ipv4Addr::new(10, 42, 0, 2));
-        assert_eq!(s.allocate(&cidr, &key("d"), &[]).unwrap().ip, Ipv4Addr::new(10, 42, 0, 4));
+        assert_eq!(
+            s.allocate(&cidr, &key("c"), &[]).unwrap().ip,
+            Ipv4Addr::new(10, 42, 0, 2)
+        );
+        assert_eq!(
+            s.allocate(&cidr, &key("d"), &[]).unwrap().ip,
+            Ipv4Addr::new(10, 42, 0, 4)
+        );
     }
 
     #[test]
@@ -188,7 +205,10 @@ mod tests {
         // The same pod may ask again.
         s.allocate(&cidr, &key("a"), &[hp(8080)]).unwrap();
         let err = s.allocate(&cidr, &key("b"), &[hp(8080)]).unwrap_err();
-        assert_eq!(err.to_string(), "hostPort 8080/TCP is already used by pod default/pod-a");
+        assert_eq!(
+            err.to_string(),
+            "hostPort 8080/TCP is already used by pod default/pod-a"
+        );
         // Another protocol or another hostIP is no conflict.
         let udp = HostPort {
             protocol: Protocol::Udp,

@@ -95,11 +95,7 @@ async fn ensure_only_address(
     prefix_len: u8,
 ) -> Result<(), NetError> {
     let mut present = false;
-    let mut addrs = handle
-        .address()
-        .get()
-        .set_link_index_filter(idx)
-        .execute();
+    let mut addrs = handle.address().get().set_link_index_filter(idx).execute();
     let mut stale = Vec::new();
     while let Some(msg) = addrs
         .try_next()
@@ -176,7 +172,12 @@ pub async fn attach_host_end(
 ) -> Result<(), NetError> {
     handle
         .link()
-        .set(LinkUnspec::new_with_index(idx).controller(bridge).up().build())
+        .set(
+            LinkUnspec::new_with_index(idx)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl_err(format!("attaching {name} to the bridge")))?;
@@ -222,5 +223,7 @@ pub async fn configure_pod_side(
         .replace()
         .execute()
         .await
-        .map_err(nl_err(format!("adding the pod's default route via {gateway}")))
+        .map_err(nl_err(format!(
+            "adding the pod's default route via {gateway}"
+        )))
 }

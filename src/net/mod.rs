@@ -103,10 +103,8 @@ impl NetConfig {
     pub fn new(pod_cidr: Ipv4Cidr, state_dir: impl Into<PathBuf>) -> NetConfig {
         NetConfig {
             pod_cidr,
-            cluster_cidr: Ipv4Cidr::new(Ipv4Addr::new(10, 42, 0, 0), 16)
-                .unwrap_or(pod_cidr),
-            service_cidr: Ipv4Cidr::new(Ipv4Addr::new(10, 43, 0, 0), 16)
-                .unwrap_or(pod_cidr),
+            cluster_cidr: Ipv4Cidr::new(Ipv4Addr::new(10, 42, 0, 0), 16).unwrap_or(pod_cidr),
+            service_cidr: Ipv4Cidr::new(Ipv4Addr::new(10, 43, 0, 0), 16).unwrap_or(pod_cidr),
             bridge: "skiff0".into(),
             state_dir: state_dir.into(),
             mtu: 1500,
@@ -310,8 +308,8 @@ impl PodNetwork {
             state.save(&state_path)?;
         }
 
-        let (conn, host, _) = rtnetlink::new_connection()
-            .map_err(NetError::io("opening a netlink socket"))?;
+        let (conn, host, _) =
+            rtnetlink::new_connection().map_err(NetError::io("opening a netlink socket"))?;
         let host_conn = TaskGuard(tokio::spawn(conn));
         link::ensure_bridge(
             &host,
@@ -485,7 +483,10 @@ impl PodNetwork {
     /// The recorded sandbox of pod `uid`.
     pub fn sandbox(&self, uid: &str) -> Option<PodSandboxNet> {
         let state = self.lock_state();
-        state.sandboxes.get(uid).map(|rec| self.sandbox_of(uid, rec))
+        state
+            .sandboxes
+            .get(uid)
+            .map(|rec| self.sandbox_of(uid, rec))
     }
 
     fn sandbox_of(&self, uid: &str, rec: &SandboxRecord) -> PodSandboxNet {
@@ -590,7 +591,11 @@ mod tests {
         let ok = NetConfig::new("10.42.3.0/24".parse().unwrap(), "/tmp/x");
         assert_eq!(ok.validate().unwrap(), Ipv4Addr::new(10, 42, 3, 1));
         let outside = NetConfig::new("10.99.0.0/24".parse().unwrap(), "/tmp/x");
-        assert!(outside.validate().unwrap_err().to_string().contains("not inside"));
+        assert!(outside
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("not inside"));
         let tiny = NetConfig::new("10.42.0.0/30".parse().unwrap(), "/tmp/x");
         assert!(tiny.validate().is_err());
         let mut long = ok.clone();

@@ -66,7 +66,10 @@ pub fn ensure_shared_dir(dir: &Path) -> Result<(), NetError> {
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None::<&str>,
             )
-            .map_err(sys_err(format!("bind-mounting {} on itself", dir.display())))?;
+            .map_err(sys_err(format!(
+                "bind-mounting {} on itself",
+                dir.display()
+            )))?;
             share().map_err(sys_err(format!("making {} shared", dir.display())))
         }
         Err(e) => Err(sys_err(format!("making {} shared", dir.display()))(e)),

@@ -75,7 +75,7 @@ pub fn render(pod_cidr: &Ipv4Cidr, no_masquerade: &[Ipv4Cidr], rules: &[HostPort
          \t\tfib daddr type local jump hostports\n\
          \t}}\n\
          \tchain output {{\n\
-         \t\ttype nat hook output priority dstnat; policy accept;\n\
+         \t\ttype nat hook output priority -100; policy accept;\n\
          \t\tip daddr != 127.0.0.0/8 fib daddr type local jump hostports\n\
          \t}}\n\
          \tchain postrouting {{\n\
@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn renders_masquerade_and_hostports() {
         let pod: Ipv4Cidr = "10.42.0.0/24".parse().unwrap();
-        let cluster: [Ipv4Cidr; 2] = ["10.42.0.0/16".parse().unwrap(), "10.43.0.0/16".parse().unwrap()];
+        let cluster: [Ipv4Cidr; 2] = [
+            "10.42.0.0/16".parse().unwrap(),
+            "10.43.0.0/16".parse().unwrap(),
+        ];
         let rules = [
             HostPortRule {
                 protocol: Protocol::Tcp,
@@ -163,23 +166,34 @@ mod tests {
         ];
         let text = render(&pod, &cluster[..], &rules);
         assert!(text.starts_with("table ip skiff {}\ndelete table ip skiff\ntable ip skiff {\n"));
-        assert!(text.contains(
-            "\t\ttcp dport 8080 meta mark set meta mark | 0x2000 dnat to 10.42.0.2:80 \
+        assert!(
+            text.contains(
+                "\t\ttcp dport 8080 meta mark set meta mark | 0x2000 dnat to 10.42.0.2:80 \
              comment \"default/webflushruleset\"\n"
-        ), "{text}");
-        assert!(text.contains(
-            "\t\tip daddr 192.0.2.7 udp dport 53 meta mark set meta mark | 0x2000 \
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\t\tip daddr 192.0.2.7 udp dport 53 meta mark set meta mark | 0x2000 \
              dnat to 10.42.0.3:5353 comment \"kube-system/dns\"\n"
-        ), "{text}");
+            ),
+            "{text}"
+        );
         assert!(text.contains(
             "\t\tip saddr 10.42.0.0/24 ip daddr != { 10.42.0.0/16, 10.43.0.0/16, 224.0.0.0/4 } masquerade"
         ), "{text}");
         assert!(text.contains("meta mark & 0x2000 == 0x2000 ip saddr 10.42.0.0/24 masquerade"));
         assert!(text.contains("type nat hook prerouting priority dstnat;"));
+        // nft names the priority dstnat only in prerouting; output says it in numbers.
+        assert!(text.contains("type nat hook output priority -100;"));
         assert!(text.contains("ip daddr != 127.0.0.0/8 fib daddr type local jump hostports"));
         // Without hostPorts the chain is empty but present.
         let empty = render(&pod, &cluster[..], &[]);
         assert!(empty.contains("\tchain hostports {\n\t}\n"), "{empty}");
-        assert_eq!(render_delete(), "table ip skiff {}\ndelete table ip skiff\n");
+        assert_eq!(
+            render_delete(),
+            "table ip skiff {}\ndelete table ip skiff\n"
+        );
     }
 }
