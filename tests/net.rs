@@ -129,6 +129,8 @@ where
         .prefix("skiff-net-")
         .tempdir()
         .expect("state dir");
+    let bridge_nf = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    let bridge_nf_before = std::fs::read_to_string(bridge_nf).ok();
     let exe = std::env::current_exe().expect("test binary");
     let out = Command::new("ip")
         .args(["netns", "exec", &node])
@@ -150,6 +152,11 @@ where
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "inner run failed:\n{text}");
+    assert_eq!(
+        std::fs::read_to_string(bridge_nf).ok(),
+        bridge_nf_before,
+        "the host's {bridge_nf} changed"
+    );
     assert!(
         text.contains("1 passed"),
         "the inner run did not run the test:\n{text}"
@@ -403,6 +410,11 @@ fn host_port_reaches_the_pod_through_the_node_address() {
 
             // Hairpin: another pod on the same bridge reaches the hostPort through the
             // node's address too (its replies must come back through the node).
+            // br_netfilter (built in here) would let the bridge's conntrack un-NAT the
+            // replies by itself; switched off in this namespace (the setting is per
+            // network namespace), only the hairpin masquerade rule can make this work.
+            std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "0")
+                .expect("bridge-nf-call-iptables in the test namespace");
             let peer = net
                 .setup(&key("uid-peer", "peer"), &[])
                 .await
