@@ -12,6 +12,10 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 # The image tests (tests/images.rs) pull from a local registry they start themselves
 # (`docker-registry serve`, on 127.0.0.1; the package's service is not used).
 dpkg -s docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# The pod network tests (tests/net.rs): `ip`, `nft` and nsenter.
+dpkg -s iproute2 >/dev/null 2>&1 || need+=(iproute2)
+dpkg -s nftables >/dev/null 2>&1 || need+=(nftables)
+command -v nsenter >/dev/null || need+=(util-linux)
 if ((${#need[@]})); then
   echo "==> installing ${need[*]}"
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
