@@ -88,8 +88,8 @@ fn filesystem(path: &Path) -> Result<(u64, u64), AgentError> {
     }
     // SAFETY: statvfs returned 0, so it filled the struct.
     let st = unsafe { st.assume_init() };
-    let frsize = st.f_frsize as u64;
-    Ok((st.f_blocks as u64 * frsize, st.f_bavail as u64 * frsize))
+    let frsize = st.f_frsize;
+    Ok((st.f_blocks * frsize, st.f_bavail * frsize))
 }
 
 /// The machine's hostname, lowercased (k3s's default node name).

@@ -225,10 +225,7 @@ pub async fn stream(
                     st.done = true;
                 }
                 if !chunk.is_empty() {
-                    return match cut(chunk) {
-                        Some(b) => Some((Ok(b), (st, cut))),
-                        None => None,
-                    };
+                    return cut(chunk).map(|b| (Ok(b), (st, cut)));
                 }
                 if st.done {
                     return None;

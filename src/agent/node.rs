@@ -24,9 +24,10 @@ pub const STATUS_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// How often status is posted when nothing changed (`nodeStatusReportFrequency`).
 pub const STATUS_REPORT_EVERY: Duration = Duration::from_secs(300);
 
-/// kubelet's default hard eviction thresholds, which are also what allocatable keeps back.
+/// The hard eviction thresholds (kubelet's `memory.available<100Mi`, k3s's
+/// `nodefs.available<5%`), which are also what allocatable keeps back.
 pub const EVICTION_MEMORY_AVAILABLE: u64 = 100 * 1024 * 1024;
-pub const EVICTION_NODEFS_AVAILABLE_PERCENT: u64 = 10;
+pub const EVICTION_NODEFS_AVAILABLE_PERCENT: u64 = 5;
 /// PIDPressure when fewer than this share of pid_max is free.
 pub const EVICTION_PID_AVAILABLE_PERCENT: u64 = 10;
 
@@ -312,6 +313,7 @@ pub async fn keep_status(
     let name = config.node_name.clone();
     let mut posted: Option<(Vec<ConditionState>, tokio::time::Instant)> = None;
     let mut previous: Vec<NodeCondition> = Vec::new();
+    let mut readiness_final = false;
     loop {
         match Readings::read(&config.data_dir) {
             Ok(readings) => {
@@ -344,9 +346,14 @@ pub async fn keep_status(
             }
             Err(e) => tracing::warn!(error = %e, "reading the node's resource usage"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(STATUS_CHECK_EVERY) => {}
-            changed = not_ready.changed() => if changed.is_err() { return },
+        // Readiness changes wake the loop early; once its sender is gone it is final.
+        if readiness_final {
+            tokio::time::sleep(STATUS_CHECK_EVERY).await;
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(STATUS_CHECK_EVERY) => {}
+                changed = not_ready.changed() => readiness_final = changed.is_err(),
+            }
         }
     }
 }
@@ -396,7 +403,7 @@ mod tests {
         assert_eq!(alloc["memory"].0, format!("{}Ki", 4194304 - 102400));
         assert_eq!(cap["pods"].0, "110");
         let storage: u64 = alloc["ephemeral-storage"].0.parse().expect("bytes");
-        assert_eq!(storage, 100 * 1024 * 1024 * 1024 / 100 * 90);
+        assert_eq!(storage, 100 * 1024 * 1024 * 1024 / 100 * 95);
     }
 
     fn readings(mem: u64, disk_free: u64, procs: u64) -> Readings {
@@ -422,7 +429,7 @@ mod tests {
                 ("Ready", "True")
             ]
         );
-        let bad = conditions(&readings(50 << 20, 50, 950), Some("network not ready"));
+        let bad = conditions(&readings(50 << 20, 40, 950), Some("network not ready"));
         let status: Vec<_> = bad.iter().map(|c| (c.type_, c.status)).collect();
         assert_eq!(
             status,

@@ -62,6 +62,11 @@ impl UserInfo {
     pub fn scheduler() -> UserInfo {
         UserInfo::new("system:kube-scheduler", vec!["system:masters".into()])
     }
+
+    /// A kubelet's identity (RBAC and the node authorizer are not enforced yet).
+    pub fn node(name: &str) -> UserInfo {
+        UserInfo::new(format!("system:node:{name}"), vec!["system:nodes".into()])
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -38,9 +38,22 @@ pub struct ServerArgs {
     /// Do not run a local agent (kubelet and runtime).
     #[arg(long)]
     pub disable_agent: bool,
-    /// Node name.
+    /// Node name (default: the hostname, lowercased).
     #[arg(long, env = "SKIFF_NODE_NAME")]
     pub node_name: Option<String>,
+    /// IPv4 address to advertise for the node (default: the address of the interface
+    /// holding the default route).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Registering and starting the node with this label (key=value), repeatable.
+    #[arg(long = "node-label")]
+    pub node_labels: Vec<String>,
+    /// Private registry configuration file (k3s's registries.yaml format).
+    #[arg(long, default_value = "/etc/skiff/registries.yaml")]
+    pub private_registry: PathBuf,
+    /// Where container logs are written (kubelet's `podLogsDir`).
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_logs_dir: PathBuf,
     /// IPv4 network CIDR to use for pod IPs.
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
@@ -76,8 +89,10 @@ pub struct ServerArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("the agent (kubelet and container runtime) is not built yet in this skiff version; run `skiff server --disable-agent` for the control plane alone")]
-    AgentNotBuilt,
+    #[error("the agent: {0}")]
+    Agent(#[from] crate::agent::AgentError),
+    #[error("--node-label {0:?}: expected key=value")]
+    BadNodeLabel(String),
     #[error("--write-kubeconfig-mode {0:?} is not an octal file mode")]
     BadMode(String),
     #[error("--cluster-cidr: {0}")]
@@ -116,9 +131,6 @@ pub fn first_service_ip(cidr: &str) -> Result<IpAddr, ServerError> {
 pub fn run(args: ServerArgs) -> Result<(), ServerError> {
     let started = Instant::now();
     init_logging(&args.log);
-    if !args.disable_agent {
-        return Err(ServerError::AgentNotBuilt);
-    }
     crate::controllers::nodeipam::RangeAllocator::parse(&args.cluster_cidr)
         .map_err(ServerError::BadClusterCidr)?;
     let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
@@ -248,11 +260,131 @@ async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), Serv
         "skiff API server is ready"
     );
     notify_systemd_ready();
-    let serving = tokio::spawn(api::server::serve(listener, tls, api));
-    shutdown_signal().await;
+    let serving = tokio::spawn(api::server::serve(listener, tls, api.clone()));
+    let (agent_failed, mut agent_failure) = tokio::sync::oneshot::channel();
+    if !args.disable_agent {
+        let (config, pods) = agent_settings(&args)?;
+        tokio::spawn(run_agent(api, config, pods, agent_failed));
+    }
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        Ok(e) = &mut agent_failure => {
+            serving.abort();
+            return Err(ServerError::Agent(e));
+        }
+    }
     tracing::info!("shutting down");
     serving.abort();
     Ok(())
+}
+
+/// The local agent's settings from the server's flags.
+fn agent_settings(
+    args: &ServerArgs,
+) -> Result<(crate::agent::AgentConfig, crate::agent::run::PodSettings), ServerError> {
+    let node_name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => crate::agent::host::hostname()?,
+    };
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &args.node_labels {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| ServerError::BadNodeLabel(l.clone()))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let shim_binary = std::env::current_exe().map_err(|source| ServerError::Io {
+        path: PathBuf::from("/proc/self/exe"),
+        source,
+    })?;
+    Ok((
+        crate::agent::AgentConfig {
+            node_name,
+            data_dir: args.data_dir.clone(),
+            node_ip: args
+                .node_ip
+                .unwrap_or_else(crate::agent::host::detect_node_ip),
+            labels,
+            control_plane: true,
+            max_pods: 110,
+        },
+        crate::agent::run::PodSettings {
+            cluster_cidr: args.cluster_cidr.clone(),
+            service_cidr: args.service_cidr.clone(),
+            cluster_dns: vec![args.cluster_dns],
+            cluster_domain: args.cluster_domain.clone(),
+            private_registry: args.private_registry.clone(),
+            pod_logs_dir: args.pod_logs_dir.clone(),
+            shim_binary,
+        },
+    ))
+}
+
+/// Start the local agent; report a failure to start on `failed`. Its loops run until the
+/// process ends.
+async fn run_agent(
+    api: Arc<ApiServer>,
+    config: crate::agent::AgentConfig,
+    pods: crate::agent::run::PodSettings,
+    failed: tokio::sync::oneshot::Sender<crate::agent::AgentError>,
+) {
+    let client = crate::client::in_process(api.clone(), api::UserInfo::node(&config.node_name));
+    let mut tasks = tokio::task::JoinSet::new();
+    match crate::agent::run::run(client, config, pods, &mut tasks).await {
+        Ok(node) => {
+            api.set_pod_logs(Arc::new(LocalPodLogs(node)));
+            while tasks.join_next().await.is_some() {}
+        }
+        Err(e) => {
+            let _ = failed.send(e);
+        }
+    }
+}
+
+/// `pods/log` from this server's own agent.
+struct LocalPodLogs(Arc<crate::agent::pods::worker::NodeContext>);
+
+impl api::podlogs::PodLogs for LocalPodLogs {
+    fn open(
+        &self,
+        req: api::podlogs::LogRequest,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>, String>,
+    > {
+        let node = self.0.clone();
+        Box::pin(async move {
+            if req.node != node.node_name {
+                return Err(format!(
+                    "pod {}/{} runs on node {:?}; this server serves the logs of node {:?} only",
+                    req.namespace, req.pod, req.node, node.node_name
+                ));
+            }
+            let live = node
+                .log_root
+                .join(format!("{}_{}_{}", req.namespace, req.pod, req.uid))
+                .join(&req.container)
+                .join(format!("{}.log", req.attempt));
+            let id = crate::agent::pods::plan::container_id(&req.uid, &req.container, req.attempt);
+            let runtime = node.runtime.clone();
+            let running: crate::agent::logs::StillRunning = Arc::new(move || {
+                let (runtime, id) = (runtime.clone(), id.clone());
+                Box::pin(async move {
+                    matches!(runtime.status(&id).await, Ok(s) if s.status == crate::runtime::Status::Running)
+                })
+            });
+            let opts = crate::agent::logs::LogOptions {
+                follow: req.follow,
+                tail_lines: req.tail_lines,
+                since: req.since,
+                timestamps: req.timestamps,
+                limit_bytes: req.limit_bytes,
+            };
+            crate::agent::logs::stream(live, opts, running)
+                .await
+                .map_err(|e| format!("reading the log of container {:?}: {e}", req.container))
+        })
+    }
 }
 
 /// The namespaces every cluster has from the first start.

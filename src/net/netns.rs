@@ -27,7 +27,7 @@ fn sys_err(context: impl Into<String>) -> impl FnOnce(nix::Error) -> NetError {
     move |source| NetError::Sys { context, source }
 }
 
-/// Whether `path` is a namespace file (a bind-mounted nsfs inode).
+/// Whether `path` is a namespace file (a bind-mounted nsfs inode, of any kind).
 pub fn is_netns(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
@@ -76,9 +76,49 @@ pub fn ensure_shared_dir(dir: &Path) -> Result<(), NetError> {
     }
 }
 
+/// A kind of namespace a pod sandbox holds as a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Net,
+    Ipc,
+    Uts,
+}
+
+impl Kind {
+    fn flag(self) -> CloneFlags {
+        match self {
+            Kind::Net => CloneFlags::CLONE_NEWNET,
+            Kind::Ipc => CloneFlags::CLONE_NEWIPC,
+            Kind::Uts => CloneFlags::CLONE_NEWUTS,
+        }
+    }
+
+    fn proc_name(self) -> &'static str {
+        match self {
+            Kind::Net => "net",
+            Kind::Ipc => "ipc",
+            Kind::Uts => "uts",
+        }
+    }
+}
+
 /// Creates a new network namespace bind-mounted on `path` (which must not be a
 /// namespace yet). The namespace has only `lo`, down.
 pub async fn create(path: &Path) -> Result<(), NetError> {
+    create_namespace(path, Kind::Net, None).await
+}
+
+/// Creates a new namespace of `kind` bind-mounted on `path`; an existing namespace file
+/// there is kept. A UTS namespace gets `hostname`. The pod sandbox's IPC and UTS
+/// namespaces are made this way too, so the containers of a pod share them.
+pub async fn create_namespace(
+    path: &Path,
+    kind: Kind,
+    hostname: Option<String>,
+) -> Result<(), NetError> {
+    if is_netns(path) {
+        return Ok(());
+    }
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -93,18 +133,24 @@ pub async fn create(path: &Path) -> Result<(), NetError> {
         .spawn(move || {
             // This thread alone moves into the new namespace, pins it with the bind
             // mount and ends; no other thread is affected.
-            let r = unshare(CloneFlags::CLONE_NEWNET)
-                .map_err(sys_err("unshare(CLONE_NEWNET)"))
+            let name = kind.proc_name();
+            let r = unshare(kind.flag())
+                .map_err(sys_err(format!("unshare({name} namespace)")))
+                .and_then(|()| match &hostname {
+                    Some(h) => nix::unistd::sethostname(h)
+                        .map_err(sys_err(format!("setting the hostname {h:?}"))),
+                    None => Ok(()),
+                })
                 .and_then(|()| {
                     mount(
-                        Some("/proc/thread-self/ns/net"),
+                        Some(format!("/proc/thread-self/ns/{name}").as_str()),
                         &target,
                         None::<&str>,
                         MsFlags::MS_BIND,
                         None::<&str>,
                     )
                     .map_err(sys_err(format!(
-                        "bind-mounting the new network namespace on {}",
+                        "bind-mounting the new {name} namespace on {}",
                         target.display()
                     )))
                 });

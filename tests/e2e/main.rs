@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `skiff` binary driven by the real kubectl.
 
 mod harness;
+#[path = "../support/image.rs"]
+mod image;
 
 mod apply;
 mod autoscale;
@@ -11,6 +13,7 @@ mod errors;
 mod gc;
 mod get;
 mod mutate;
+mod node;
 mod openapi;
 mod server;
 mod services;

@@ -5,6 +5,8 @@
 //! network come next (issue 4).
 
 pub mod containerspec;
+pub mod manager;
 pub mod plan;
 pub mod status;
 pub mod volumes;
+pub mod worker;

@@ -1,0 +1,1004 @@
+//! One task per pod of this node, doing what kubelet's pod worker does: set up the
+//! sandbox (network namespace from [`crate::net`], shared IPC and UTS namespaces, the
+//! pod's `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`), its volumes, pull images,
+//! start containers in the order [`super::plan`] decides, report status, and on deletion
+//! stop containers within the grace period (SIGTERM, then SIGKILL), remove everything
+//! the pod made and delete the pod object.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use tokio::sync::{mpsc, watch};
+
+use super::containerspec::{self, ConfigError, ImageDefaults, Inputs, Sandbox};
+use super::plan::{self, Action, Attempt, Observed, Waiting};
+use super::status::{self, Known};
+use super::volumes;
+use crate::client::events::{reference, EventType, Recorder};
+use crate::net::{self, HostPort, PodKey, PodNetwork, Protocol};
+use crate::runtime::image::{
+    credentials_from_dockerconfigjson, Image, ImageStore, PullPolicy, RegistryCredential,
+};
+use crate::runtime::Runtime;
+
+/// How often a worker syncs when nothing wakes it (kubelet's resync).
+const RESYNC: Duration = Duration::from_secs(10);
+/// The grace period when the pod says none (kubelet's default).
+const DEFAULT_GRACE: i64 = 30;
+
+/// What every pod worker of the node shares.
+pub struct NodeContext {
+    pub client: kube::Client,
+    pub node_name: String,
+    pub node_ip: String,
+    pub runtime: Arc<Runtime>,
+    pub images: ImageStore,
+    pub network: Arc<PodNetwork>,
+    /// `<data-dir>/agent/pods`: per-pod dirs (namespaces, etc files, volumes).
+    pub pods_dir: PathBuf,
+    /// `/var/log/pods` (CRI log layout).
+    pub log_root: PathBuf,
+    pub cluster_dns: Vec<IpAddr>,
+    pub cluster_domain: String,
+    pub host_resolv_conf: String,
+    pub node_cpu_milli: i64,
+    pub node_memory: i64,
+    pub recorder: Recorder,
+}
+
+/// Messages to a worker.
+#[derive(Debug)]
+pub enum Wake {
+    /// A container of the pod exited.
+    Exited,
+}
+
+/// The worker's memory of its pod between syncs.
+#[derive(Default)]
+struct PodState {
+    observed: Observed,
+    sandbox: Option<(Sandbox, String)>,
+    images: BTreeMap<String, Image>,
+    /// Waiting reasons the worker sets (image pulls, config errors), by container.
+    held: BTreeMap<String, Waiting>,
+    /// Image pull failures by container: (failures, retry not before).
+    pull_backoff: BTreeMap<String, (u32, tokio::time::Instant)>,
+    volumes_ready: bool,
+    volume_paths: BTreeMap<String, PathBuf>,
+    last_status: Option<serde_json::Value>,
+    watched: std::collections::HashSet<String>,
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+fn pod_dir(ctx: &NodeContext, uid: &str) -> PathBuf {
+    ctx.pods_dir.join(uid)
+}
+
+/// The worker of one pod: runs until the pod is gone and cleaned up.
+pub async fn run(
+    ctx: Arc<NodeContext>,
+    uid: String,
+    mut pods: watch::Receiver<Option<Pod>>,
+    wake_tx: mpsc::UnboundedSender<Wake>,
+    mut wake: mpsc::UnboundedReceiver<Wake>,
+) {
+    let mut state = PodState::default();
+    // Containers found from an earlier run of the agent.
+    refresh_observed(&ctx, &uid, &mut state).await;
+    loop {
+        let current = pods.borrow_and_update().clone();
+        let requeue = match current {
+            None => {
+                terminate(&ctx, &uid, None, &mut state, 2).await;
+                return;
+            }
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                let grace = pod
+                    .metadata
+                    .deletion_grace_period_seconds
+                    .or(pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds))
+                    .unwrap_or(DEFAULT_GRACE);
+                terminate(&ctx, &uid, Some(&pod), &mut state, grace).await;
+                return;
+            }
+            Some(pod) => sync(&ctx, &pod, &mut state, &wake_tx).await,
+        };
+        let sleep = requeue.unwrap_or(RESYNC).min(RESYNC);
+        tokio::select! {
+            changed = pods.changed() => if changed.is_err() {
+                terminate(&ctx, &uid, None, &mut state, 2).await;
+                return;
+            },
+            _ = wake.recv() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// Reload what the runtime shows of this pod's containers.
+async fn refresh_observed(ctx: &NodeContext, uid: &str, state: &mut PodState) {
+    let listed = match ctx.runtime.list().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(pod_uid = %uid, error = %e, "listing containers");
+            return;
+        }
+    };
+    let mut observed = Observed::new();
+    for c in listed {
+        let Some((owner, name, attempt)) = plan::parse_container_id(&c.id) else {
+            continue;
+        };
+        if owner != uid {
+            continue;
+        }
+        let name = name.to_string();
+        observed
+            .entry(name)
+            .or_default()
+            .push(Attempt { attempt, state: c });
+    }
+    for attempts in observed.values_mut() {
+        attempts.sort_by_key(|a| a.attempt);
+    }
+    state.observed = observed;
+}
+
+/// One sync of a live pod; returns when to sync again at the latest.
+async fn sync(
+    ctx: &Arc<NodeContext>,
+    pod: &Pod,
+    state: &mut PodState,
+    wake_tx: &mpsc::UnboundedSender<Wake>,
+) -> Option<Duration> {
+    let uid = uid_of(pod);
+    refresh_observed(ctx, &uid, state).await;
+    let phase = plan::phase(pod, &state.observed);
+    let terminal = matches!(phase, "Succeeded" | "Failed")
+        && state.observed.values().flatten().all(|a| !a.running());
+    let mut requeue = None;
+    if !terminal {
+        match ensure_sandbox(ctx, pod, state).await {
+            Ok(()) => {}
+            Err(message) => {
+                tracing::warn!(pod = %pod_name(pod), %message, "pod sandbox");
+                ctx.recorder
+                    .record(
+                        &reference(pod),
+                        EventType::Warning,
+                        "FailedCreatePodSandBox",
+                        &message,
+                    )
+                    .await;
+                report(ctx, pod, state, false).await;
+                return Some(Duration::from_secs(5));
+            }
+        }
+        if !state.volumes_ready {
+            match prepare_volumes(ctx, pod, state).await {
+                Ok(()) => state.volumes_ready = true,
+                Err(message) => {
+                    ctx.recorder
+                        .record(&reference(pod), EventType::Warning, "FailedMount", &message)
+                        .await;
+                    report(ctx, pod, state, false).await;
+                    return Some(Duration::from_secs(5));
+                }
+            }
+        }
+        let decided = plan::plan(pod, &state.observed, Utc::now());
+        requeue = decided.requeue_after;
+        for (name, w) in &decided.waiting {
+            state.held.entry(name.clone()).or_insert_with(|| w.clone());
+        }
+        // Held reasons from the plan are recomputed every sync.
+        state
+            .held
+            .retain(|name, w| !is_plan_reason(&w.reason) || decided.waiting.contains_key(name));
+        for action in decided.actions {
+            let Action::Start { name, attempt, .. } = action;
+            match start_container(ctx, pod, state, &name, attempt).await {
+                Ok(()) => {
+                    state.held.remove(&name);
+                }
+                Err(retry) => {
+                    requeue = Some(requeue.map_or(retry, |r: Duration| r.min(retry)));
+                }
+            }
+        }
+        refresh_observed(ctx, &uid, state).await;
+        for id in plan::removable(&state.observed) {
+            if let Err(e) = ctx.runtime.delete(&id).await {
+                tracing::debug!(container = %id, error = %e, "removing an old container");
+            }
+            let _ = ctx.images.release_rootfs(&id).await;
+        }
+        watch_exits(ctx, state, wake_tx);
+    }
+    report(ctx, pod, state, state.sandbox.is_some()).await;
+    requeue
+}
+
+fn is_plan_reason(reason: &str) -> bool {
+    matches!(reason, "CrashLoopBackOff" | "PodInitializing")
+}
+
+fn pod_name(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Wake the worker when a running container exits.
+fn watch_exits(
+    ctx: &Arc<NodeContext>,
+    state: &mut PodState,
+    wake_tx: &mpsc::UnboundedSender<Wake>,
+) {
+    for a in state.observed.values().flatten().filter(|a| a.running()) {
+        if state.watched.insert(a.state.id.clone()) {
+            let (runtime, id, tx) = (ctx.runtime.clone(), a.state.id.clone(), wake_tx.clone());
+            tokio::spawn(async move {
+                let _ = runtime.wait(&id).await;
+                let _ = tx.send(Wake::Exited);
+            });
+        }
+    }
+}
+
+/// The sandbox: network, IPC and UTS namespaces and the pod's etc files.
+async fn ensure_sandbox(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> Result<(), String> {
+    if state.sandbox.is_some() {
+        return Ok(());
+    }
+    let uid = uid_of(pod);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let key = PodKey {
+        uid: uid.clone(),
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+    };
+    let host_ports: Vec<HostPort> = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+            Some(HostPort {
+                protocol: Protocol::parse(p.protocol.as_deref())?,
+                host_ip: p.host_ip.as_deref().and_then(|ip| ip.parse().ok()),
+                host_port,
+                container_port: u16::try_from(p.container_port).ok()?,
+            })
+        })
+        .collect();
+    let net = ctx
+        .network
+        .setup(&key, &host_ports)
+        .await
+        .map_err(|e| format!("setting up the pod network: {e}"))?;
+    let dir = pod_dir(ctx, &uid);
+    std::fs::create_dir_all(dir.join("ns"))
+        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| key.name.chars().take(63).collect());
+    let ipcns = dir.join("ns/ipc");
+    let utsns = dir.join("ns/uts");
+    net::netns::create_namespace(&ipcns, net::netns::Kind::Ipc, None)
+        .await
+        .map_err(|e| format!("creating the pod's IPC namespace: {e}"))?;
+    net::netns::create_namespace(&utsns, net::netns::Kind::Uts, Some(hostname.clone()))
+        .await
+        .map_err(|e| format!("creating the pod's UTS namespace: {e}"))?;
+    let dns_config = spec.dns_config.as_ref().map(|c| net::DnsConfig {
+        nameservers: c.nameservers.clone().unwrap_or_default(),
+        searches: c.searches.clone().unwrap_or_default(),
+        options: c
+            .options
+            .iter()
+            .flatten()
+            .filter_map(|o| Some((o.name.clone()?, o.value.clone())))
+            .collect(),
+    });
+    let resolv = net::resolv_conf(&net::PodDns {
+        namespace: &key.namespace,
+        policy: net::DnsPolicy::parse(spec.dns_policy.as_deref()),
+        host_network: false,
+        dns_config: dns_config.as_ref(),
+        cluster_dns: &ctx.cluster_dns,
+        cluster_domain: &ctx.cluster_domain,
+        host_resolv_conf: &ctx.host_resolv_conf,
+    });
+    let aliases: Vec<net::HostAlias> = spec
+        .host_aliases
+        .iter()
+        .flatten()
+        .map(|a| net::HostAlias {
+            ip: a.ip.clone(),
+            hostnames: a.hostnames.clone().unwrap_or_default(),
+        })
+        .collect();
+    let hosts = net::hosts_file(
+        IpAddr::V4(net.ip),
+        &net::PodHostname {
+            hostname: &hostname,
+            subdomain: spec.subdomain.as_deref(),
+            namespace: &key.namespace,
+            cluster_domain: &ctx.cluster_domain,
+        },
+        &aliases,
+    );
+    let files = [
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+        ("hostname", format!("{hostname}\n")),
+    ];
+    for (name, text) in &files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    state.sandbox = Some((
+        Sandbox {
+            netns: net.netns.clone(),
+            ipcns,
+            utsns,
+            hosts: dir.join("hosts"),
+            resolv_conf: dir.join("resolv.conf"),
+            hostname: dir.join("hostname"),
+        },
+        net.ip.to_string(),
+    ));
+    Ok(())
+}
+
+/// ConfigMaps, Secrets and service links the pod's containers and volumes use.
+async fn inputs(ctx: &NodeContext, pod: &Pod, pod_ip: &str) -> Result<Inputs, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut cm_names = std::collections::BTreeSet::new();
+    let mut secret_names = std::collections::BTreeSet::new();
+    let all: Vec<&Container> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .collect();
+    for c in &all {
+        for e in c.env.iter().flatten() {
+            if let Some(from) = &e.value_from {
+                if let Some(r) = &from.config_map_key_ref {
+                    cm_names.insert(r.name.clone());
+                }
+                if let Some(r) = &from.secret_key_ref {
+                    secret_names.insert(r.name.clone());
+                }
+            }
+        }
+        for f in c.env_from.iter().flatten() {
+            if let Some(r) = &f.config_map_ref {
+                cm_names.insert(r.name.clone());
+            }
+            if let Some(r) = &f.secret_ref {
+                secret_names.insert(r.name.clone());
+            }
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        if let Some(cm) = &v.config_map {
+            cm_names.insert(cm.name.clone());
+        }
+        if let Some(s) = &v.secret {
+            secret_names.insert(s.secret_name.clone().unwrap_or_default());
+        }
+        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(cm) = &source.config_map {
+                cm_names.insert(cm.name.clone());
+            }
+            if let Some(s) = &source.secret {
+                secret_names.insert(s.name.clone());
+            }
+        }
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut inputs = Inputs {
+        node_cpu_milli: ctx.node_cpu_milli,
+        node_memory: ctx.node_memory,
+        host_ip: ctx.node_ip.clone(),
+        pod_ip: pod_ip.to_string(),
+        ..Default::default()
+    };
+    for name in cm_names {
+        if let Some(cm) = cms
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("reading configmap {name}: {e}"))?
+        {
+            let mut data = cm.data.unwrap_or_default();
+            for (k, v) in cm.binary_data.unwrap_or_default() {
+                data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+            }
+            inputs.config_maps.insert(name, data);
+        }
+    }
+    for name in secret_names {
+        if let Some(s) = secrets
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("reading secret {name}: {e}"))?
+        {
+            let mut data: BTreeMap<String, Vec<u8>> = s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            for (k, v) in s.string_data.unwrap_or_default() {
+                data.insert(k, v.into_bytes());
+            }
+            inputs.secrets.insert(name, data);
+        }
+    }
+    if spec.enable_service_links.unwrap_or(true) {
+        let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+        let mut list = services
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("listing services: {e}"))?
+            .items;
+        if ns != "default" {
+            let default: Api<Service> = Api::namespaced(ctx.client.clone(), "default");
+            if let Some(k) = default
+                .get_opt("kubernetes")
+                .await
+                .map_err(|e| format!("reading the kubernetes service: {e}"))?
+            {
+                list.push(k);
+            }
+        }
+        inputs.service_env = containerspec::service_env(&list);
+    } else {
+        // The API server's own service is always there, service links or not.
+        let default: Api<Service> = Api::namespaced(ctx.client.clone(), "default");
+        if let Some(k) = default
+            .get_opt("kubernetes")
+            .await
+            .map_err(|e| format!("reading the kubernetes service: {e}"))?
+        {
+            inputs.service_env = containerspec::service_env(&[k]);
+        }
+    }
+    Ok(inputs)
+}
+
+/// A bound service-account token for the pod (TokenRequest, as kubelet asks for one).
+async fn service_account_token(
+    ctx: &NodeContext,
+    pod: &Pod,
+    expiration: i64,
+) -> Result<String, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
+    let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(ctx.client.clone(), &ns);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            expiration_seconds: Some(expiration),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+        },
+        ..Default::default()
+    };
+    let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    let issued: TokenRequest = api
+        .create_subresource("token", &sa, &PostParams::default(), body)
+        .await
+        .map_err(|e| format!("requesting a token for service account {ns}/{sa}: {e}"))?;
+    issued
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| "the token request returned no token".to_string())
+}
+
+async fn prepare_volumes(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> Result<(), String> {
+    let uid = uid_of(pod);
+    let dir = pod_dir(ctx, &uid).join("volumes");
+    let pod_ip = state
+        .sandbox
+        .as_ref()
+        .map(|s| s.1.clone())
+        .unwrap_or_default();
+    let inputs = inputs(ctx, pod, &pod_ip).await?;
+    let spec = pod.spec.clone().unwrap_or_default();
+    for v in spec.volumes.iter().flatten() {
+        let path = if let Some(e) = &v.empty_dir {
+            let p = dir.join("empty-dir").join(&v.name);
+            std::fs::create_dir_all(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+            if e.medium.as_deref() == Some("Memory") {
+                volumes::mount_tmpfs(&p, e.size_limit.as_ref().map(|q| q.0.as_str()))
+                    .map_err(|e| e.to_string())?;
+            }
+            p
+        } else if let Some(h) = &v.host_path {
+            volumes::host_path(&h.path, h.type_.as_deref()).map_err(|e| e.to_string())?
+        } else if v.persistent_volume_claim.is_some() {
+            return Err(format!(
+                "volume {:?}: persistentVolumeClaim volumes are not supported yet",
+                v.name
+            ));
+        } else {
+            let token = match v.projected.as_ref().and_then(|p| {
+                p.sources
+                    .iter()
+                    .flatten()
+                    .find_map(|s| s.service_account_token.as_ref())
+            }) {
+                Some(t) => Some(
+                    service_account_token(ctx, pod, t.expiration_seconds.unwrap_or(3607)).await?,
+                ),
+                None => None,
+            };
+            match volumes::projected_files(pod, v, &inputs, token.as_deref())
+                .map_err(|e| e.to_string())?
+            {
+                Some(files) => {
+                    let p = dir.join("projected").join(&v.name);
+                    volumes::write_atomic(&p, &files).map_err(|e| e.to_string())?;
+                    p
+                }
+                None => {
+                    return Err(format!(
+                        "volume {:?}: this volume type is not supported yet",
+                        v.name
+                    ));
+                }
+            }
+        };
+        state.volume_paths.insert(v.name.clone(), path);
+    }
+    Ok(())
+}
+
+fn pull_policy(c: &Container) -> PullPolicy {
+    match c.image_pull_policy.as_deref() {
+        Some("Always") => PullPolicy::Always,
+        Some("Never") => PullPolicy::Never,
+        Some("IfNotPresent") => PullPolicy::IfNotPresent,
+        // The API's default: Always for `:latest` or no tag, else IfNotPresent.
+        _ => {
+            let image = c.image.as_deref().unwrap_or("");
+            let last = image.rsplit('/').next().unwrap_or(image);
+            if image.contains('@') || (last.contains(':') && !last.ends_with(":latest")) {
+                PullPolicy::IfNotPresent
+            } else {
+                PullPolicy::Always
+            }
+        }
+    }
+}
+
+async fn pull_credentials(ctx: &NodeContext, pod: &Pod) -> Vec<RegistryCredential> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut out = Vec::new();
+    for r in pod
+        .spec
+        .iter()
+        .flat_map(|s| s.image_pull_secrets.iter().flatten())
+    {
+        let Ok(Some(secret)) = secrets.get_opt(&r.name).await else {
+            tracing::warn!(pod = %pod_name(pod), secret = %r.name, "image pull secret not found");
+            continue;
+        };
+        for key in [".dockerconfigjson", ".dockercfg"] {
+            if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
+                match credentials_from_dockerconfigjson(&v.0) {
+                    Ok(c) => out.extend(c),
+                    Err(e) => {
+                        tracing::warn!(secret = %r.name, error = %e, "reading an image pull secret")
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Start one attempt of one container. On failure the container is held with kubelet's
+/// waiting reason and the returned delay says when to try again.
+async fn start_container(
+    ctx: &NodeContext,
+    pod: &Pod,
+    state: &mut PodState,
+    name: &str,
+    attempt: u32,
+) -> Result<(), Duration> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let Some(container) = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .find(|c| c.name == name)
+        .cloned()
+    else {
+        return Err(RESYNC);
+    };
+    let reference_name = container.image.clone().unwrap_or_default();
+    let obj = reference(pod);
+    // Image (with kubelet's pull back-off: ErrImagePull, then ImagePullBackOff).
+    if let Some((_, until)) = state.pull_backoff.get(name) {
+        if tokio::time::Instant::now() < *until {
+            let w = state
+                .held
+                .entry(name.to_string())
+                .or_insert_with(|| Waiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: String::new(),
+                });
+            w.reason = "ImagePullBackOff".into();
+            w.message = format!("Back-off pulling image {reference_name:?}");
+            return Err(*until - tokio::time::Instant::now());
+        }
+    }
+    let policy = pull_policy(&container);
+    let image = match ctx
+        .images
+        .get(&reference_name)
+        .filter(|_| policy != PullPolicy::Always)
+    {
+        Some(image) => image,
+        None => {
+            if policy != PullPolicy::Never {
+                ctx.recorder
+                    .record(
+                        &obj,
+                        EventType::Normal,
+                        "Pulling",
+                        &format!("Pulling image {reference_name:?}"),
+                    )
+                    .await;
+            }
+            let started = std::time::Instant::now();
+            let creds = pull_credentials(ctx, pod).await;
+            match ctx.images.ensure(&reference_name, policy, &creds).await {
+                Ok(image) => {
+                    if policy != PullPolicy::Never {
+                        ctx.recorder
+                            .record(
+                                &obj,
+                                EventType::Normal,
+                                "Pulled",
+                                &format!(
+                                    "Successfully pulled image {reference_name:?} in {:.3}s",
+                                    started.elapsed().as_secs_f64()
+                                ),
+                            )
+                            .await;
+                    }
+                    state.pull_backoff.remove(name);
+                    image
+                }
+                Err(e) => {
+                    let never = policy == PullPolicy::Never;
+                    let reason = if never {
+                        "ErrImageNeverPull"
+                    } else {
+                        "ErrImagePull"
+                    };
+                    let message = e.to_string();
+                    ctx.recorder
+                        .record(&obj, EventType::Warning, "Failed", &message)
+                        .await;
+                    let failures = state.pull_backoff.get(name).map_or(0, |f| f.0) + 1;
+                    let delay = plan::backoff(failures - 1);
+                    state.pull_backoff.insert(
+                        name.to_string(),
+                        (failures, tokio::time::Instant::now() + delay),
+                    );
+                    state.held.insert(
+                        name.to_string(),
+                        Waiting {
+                            reason: reason.into(),
+                            message,
+                        },
+                    );
+                    return Err(delay);
+                }
+            }
+        }
+    };
+    state.images.insert(name.to_string(), image.clone());
+    let Some((sandbox, pod_ip)) = state.sandbox.clone() else {
+        return Err(RESYNC);
+    };
+    let id = plan::container_id(&uid_of(pod), name, attempt);
+    let hold = |state: &mut PodState, reason: &str, message: String| {
+        state.held.insert(
+            name.to_string(),
+            Waiting {
+                reason: reason.into(),
+                message,
+            },
+        );
+    };
+    let mut inputs = match inputs(ctx, pod, &pod_ip).await {
+        Ok(i) => i,
+        Err(message) => {
+            hold(state, "CreateContainerConfigError", message);
+            return Err(Duration::from_secs(5));
+        }
+    };
+    inputs.volumes = state.volume_paths.clone();
+    let rootfs = match ctx.images.prepare_rootfs(&id, &image).await {
+        Ok(r) => r,
+        Err(e) => {
+            hold(state, "CreateContainerError", e.to_string());
+            return Err(Duration::from_secs(5));
+        }
+    };
+    let defaults = ImageDefaults {
+        entrypoint: image.config.entrypoint.clone(),
+        cmd: image.config.cmd.clone(),
+        env: image.config.env.clone(),
+        working_dir: Some(image.config.working_dir.clone()).filter(|w| !w.is_empty()),
+        user: Some(image.config.user.clone()).filter(|u| !u.is_empty()),
+    };
+    let log = containerspec::log_path(&ctx.log_root, pod, name, attempt);
+    let spec = match containerspec::container_spec(
+        pod,
+        &container,
+        id.clone(),
+        rootfs,
+        &defaults,
+        &sandbox,
+        &inputs,
+        log,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ctx.images.release_rootfs(&id).await;
+            let reason = match e {
+                ConfigError::NoCommand => "CreateContainerError",
+                _ => "CreateContainerConfigError",
+            };
+            ctx.recorder
+                .record(&obj, EventType::Warning, "Failed", &format!("Error: {e}"))
+                .await;
+            hold(state, reason, e.to_string());
+            return Err(Duration::from_secs(5));
+        }
+    };
+    ctx.recorder
+        .record(
+            &obj,
+            EventType::Normal,
+            "Created",
+            &format!("Created container {name}"),
+        )
+        .await;
+    match ctx.runtime.create_and_start(&spec).await {
+        Ok(_) => {
+            ctx.recorder
+                .record(
+                    &obj,
+                    EventType::Normal,
+                    "Started",
+                    &format!("Started container {name}"),
+                )
+                .await;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = ctx.runtime.delete(&id).await;
+            let _ = ctx.images.release_rootfs(&id).await;
+            ctx.recorder
+                .record(&obj, EventType::Warning, "Failed", &format!("Error: {e}"))
+                .await;
+            hold(state, "CreateContainerError", e.to_string());
+            Err(Duration::from_secs(5))
+        }
+    }
+}
+
+/// Post the pod's status if it changed since the last report.
+async fn report(ctx: &NodeContext, pod: &Pod, state: &mut PodState, sandbox_ready: bool) {
+    let decided = plan::plan(pod, &state.observed, Utc::now());
+    let mut waiting = decided.waiting.clone();
+    for (k, v) in &state.held {
+        waiting.insert(k.clone(), v.clone());
+    }
+    let known = Known {
+        sandbox_ready,
+        pod_ip: state.sandbox.as_ref().map(|s| s.1.clone()),
+        host_ip: Some(ctx.node_ip.clone()),
+        waiting,
+        image_ids: state
+            .images
+            .iter()
+            .map(|(c, img)| {
+                (
+                    c.clone(),
+                    img.repo_digests
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| img.id.clone()),
+                )
+            })
+            .collect(),
+        readiness: BTreeMap::new(),
+    };
+    let status = status::pod_status(
+        pod,
+        &state.observed,
+        decided.initialized,
+        &known,
+        Utc::now(),
+    );
+    let Ok(mut value) = serde_json::to_value(&status) else {
+        return;
+    };
+    // Compare without timestamps that move on their own.
+    if state.last_status.as_ref() == Some(&value) {
+        return;
+    }
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = serde_json::json!({"status": value.take()});
+    match pods
+        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+    {
+        Ok(_) => {
+            state.last_status = patch.get("status").cloned();
+        }
+        Err(e) => tracing::debug!(pod = %pod_name(pod), error = %e, "posting pod status"),
+    }
+}
+
+/// Stop every container of the pod (SIGTERM, then SIGKILL after `grace` seconds), remove
+/// them and everything the pod made; then delete the pod object if it still exists.
+async fn terminate(
+    ctx: &NodeContext,
+    uid: &str,
+    pod: Option<&Pod>,
+    state: &mut PodState,
+    grace: i64,
+) {
+    refresh_observed(ctx, uid, state).await;
+    let running: Vec<String> = state
+        .observed
+        .values()
+        .flatten()
+        .filter(|a| a.running())
+        .map(|a| a.state.id.clone())
+        .collect();
+    if let Some(pod) = pod {
+        for a in state.observed.values().flatten().filter(|a| a.running()) {
+            if let Some((_, name, _)) = plan::parse_container_id(&a.state.id) {
+                ctx.recorder
+                    .record(
+                        &reference(pod),
+                        EventType::Normal,
+                        "Killing",
+                        &format!("Stopping container {name}"),
+                    )
+                    .await;
+            }
+        }
+    }
+    for id in &running {
+        let _ = ctx.runtime.kill(id, libc::SIGTERM).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.max(0) as u64);
+    for id in &running {
+        let waited = tokio::time::timeout_at(deadline, ctx.runtime.wait(id)).await;
+        if waited.is_err() {
+            let _ = ctx.runtime.kill(id, libc::SIGKILL).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), ctx.runtime.wait(id)).await;
+        }
+    }
+    // Final statuses (the terminated states) before the containers go.
+    refresh_observed(ctx, uid, state).await;
+    if let Some(pod) = pod {
+        report(ctx, pod, state, false).await;
+    }
+    cleanup(ctx, uid, state).await;
+    if let Some(pod) = pod {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match pods.delete(&name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %pod_name(pod), error = %e, "deleting the pod object"),
+        }
+    }
+}
+
+/// Remove every container, root filesystem, namespace, volume and file of pod `uid`.
+async fn cleanup(ctx: &NodeContext, uid: &str, state: &mut PodState) {
+    for a in state.observed.values().flatten() {
+        if let Err(e) = ctx.runtime.delete(&a.state.id).await {
+            tracing::debug!(container = %a.state.id, error = %e, "removing a container");
+        }
+        if let Err(e) = ctx.images.release_rootfs(&a.state.id).await {
+            tracing::warn!(container = %a.state.id, error = %e, "removing a root filesystem");
+        }
+    }
+    state.observed.clear();
+    if let Err(e) = ctx.network.teardown(uid).await {
+        tracing::warn!(pod_uid = %uid, error = %e, "removing the pod network");
+    }
+    let dir = pod_dir(ctx, uid);
+    for ns in ["ns/ipc", "ns/uts"] {
+        if let Err(e) = net::netns::remove(&dir.join(ns)) {
+            tracing::warn!(pod_uid = %uid, error = %e, "removing a pod namespace");
+        }
+    }
+    volumes::unmount_all(&dir.join("volumes"));
+    // The pod's log dir (`<ns>_<name>_<uid>`), as kubelet removes it with the pod.
+    for entry in std::fs::read_dir(&ctx.log_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(&format!("_{uid}"))
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(pod_uid = %uid, error = %e, "removing the pod dir");
+        }
+    }
+    state.sandbox = None;
+    state.volumes_ready = false;
+}
+
+/// Used by the pod manager for pods known only from leftovers (containers or sandboxes
+/// of pods that no longer exist).
+pub async fn cleanup_orphan(ctx: &NodeContext, uid: &str) {
+    let mut state = PodState::default();
+    refresh_observed(ctx, uid, &mut state).await;
+    terminate(ctx, uid, None, &mut state, 2).await;
+}
