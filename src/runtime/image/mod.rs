@@ -167,7 +167,7 @@ struct LayerRecord {
 struct ImageRecord {
     image: Image,
     layers: Vec<LayerRecord>,
-    /// Unix seconds of the last pull, import or container start.
+    /// Unix milliseconds of the last pull, import or container start.
     last_used: u64,
 }
 
@@ -257,7 +257,7 @@ struct FileStamp {
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
