@@ -891,7 +891,7 @@ async fn pulls_from_a_local_registry_with_policies_mirrors_and_errors() {
     let removed: Vec<&str> = report.removed.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(removed, [pulled.id.as_str()], "the older image only");
     assert!(report.usage_after < usage);
-    assert_eq!(env.store.list(), [newer.clone()]);
+    assert_eq!(env.store.list(), std::slice::from_ref(&newer));
     // Its base layer is shared with the newer image and stays; only its top goes.
     let rootfs = env
         .store
