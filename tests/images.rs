@@ -859,11 +859,15 @@ async fn pulls_from_a_local_registry_with_policies_mirrors_and_errors() {
 
     // Without the registry: IfNotPresent uses what is there, Always must pull and fails.
     // A second image, used more recently than the first.
-    let newer = env
-        .store
-        .pull(&other_reference, &[])
-        .await
-        .expect("pull the second image");
+    // Pulled by two tasks at once (as pods starting together do): one image.
+    let (a, b) = tokio::join!(
+        env.store
+            .ensure(&other_reference, PullPolicy::IfNotPresent, &[]),
+        env.store
+            .ensure(&other_reference, PullPolicy::IfNotPresent, &[]),
+    );
+    let newer = a.expect("pull the second image");
+    assert_eq!(b.expect("the same pull"), newer);
     registry.stop();
     env.store
         .ensure(&reference, PullPolicy::IfNotPresent, &[])
