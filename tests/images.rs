@@ -63,7 +63,7 @@ fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]) {
 }
 
 /// The two uncompressed layer tars.
-fn layers() -> (Vec<u8>, Vec<u8>) {
+fn layers(hello: &str) -> (Vec<u8>, Vec<u8>) {
     let mut b = tar::Builder::new(Vec::new());
     for d in ["bin/", "etc/", "tmp/", "proc/", "sys/", "dev/", "olddir/"] {
         add_dir(&mut b, d);
@@ -91,7 +91,7 @@ fn layers() -> (Vec<u8>, Vec<u8>) {
     add_file(&mut b, "etc/.wh.gone", 0o644, b"");
     add_file(&mut b, "olddir/.wh..wh..opq", 0o644, b"");
     add_file(&mut b, "olddir/new", 0o644, b"added by layer 2\n");
-    add_file(&mut b, "hello.txt", 0o644, b"hello from layer 2\n");
+    add_file(&mut b, "hello.txt", 0o644, hello.as_bytes());
     let top = b.into_inner().expect("tar");
     (base, top)
 }
@@ -106,7 +106,12 @@ struct TestImage {
 
 impl TestImage {
     fn new() -> TestImage {
-        let (base, top) = layers();
+        Self::with_hello("hello from layer 2\n")
+    }
+
+    /// The same base layer; a top layer whose `hello.txt` says `hello`.
+    fn with_hello(hello: &str) -> TestImage {
+        let (base, top) = layers(hello);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&base).expect("gzip");
         let base_gz = gz.finish().expect("gzip");
@@ -739,6 +744,12 @@ async fn pulls_from_a_local_registry_with_policies_mirrors_and_errors() {
     let img = TestImage::new();
     push(&img, &format!("{host}/test/busybox:1")).await;
     let index_digest = push_index(&img, &host).await;
+    let other_reference = format!("{host}/test/other:1");
+    push(
+        &TestImage::with_hello("hello from another image\n"),
+        &other_reference,
+    )
+    .await;
 
     // The registry speaks plain HTTP: a mirror entry says so. docker.io goes to the
     // same registry, its `library/` repositories rewritten into `test/`.
@@ -847,6 +858,16 @@ async fn pulls_from_a_local_registry_with_policies_mirrors_and_errors() {
     env.store.release_rootfs("pulled").await.expect("release");
 
     // Without the registry: IfNotPresent uses what is there, Always must pull and fails.
+    // A second image, used more recently than the first.
+    // Pulled by two tasks at once (as pods starting together do): one image.
+    let (a, b) = tokio::join!(
+        env.store
+            .ensure(&other_reference, PullPolicy::IfNotPresent, &[]),
+        env.store
+            .ensure(&other_reference, PullPolicy::IfNotPresent, &[]),
+    );
+    let newer = a.expect("pull the second image");
+    assert_eq!(b.expect("the same pull"), newer);
     registry.stop();
     env.store
         .ensure(&reference, PullPolicy::IfNotPresent, &[])
@@ -865,13 +886,32 @@ async fn pulls_from_a_local_registry_with_policies_mirrors_and_errors() {
         "{text}"
     );
 
-    // GC: the pulled image is not pinned, so it goes unless in use.
-    let in_use: HashSet<String> = [reference.clone()].into_iter().collect();
+    // GC: pulled images are not pinned. The least recently used goes first, and only
+    // as many as it takes to reach the target; images in use stay.
+    assert_ne!(newer.id, pulled.id);
+    let usage = env.store.disk_usage();
+    let report = env.store.gc(&HashSet::new(), usage - 1).await.expect("gc");
+    assert_eq!(report.usage_before, usage);
+    let removed: Vec<&str> = report.removed.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(removed, [pulled.id.as_str()], "the older image only");
+    assert!(report.usage_after < usage);
+    assert_eq!(env.store.list(), std::slice::from_ref(&newer));
+    // Its base layer is shared with the newer image and stays; only its top goes.
+    let rootfs = env
+        .store
+        .prepare_rootfs("newer", &newer)
+        .await
+        .expect("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("hello.txt")).expect("hello"),
+        "hello from another image\n"
+    );
+    env.store.release_rootfs("newer").await.expect("release");
+    let in_use: HashSet<String> = [other_reference.clone()].into_iter().collect();
     let report = env.store.gc(&in_use, 0).await.expect("gc");
     assert!(report.removed.is_empty(), "in use");
     let report = env.store.gc(&HashSet::new(), 0).await.expect("gc");
     assert_eq!(report.removed.len(), 1);
-    assert!(report.usage_after < report.usage_before);
     assert_eq!(report.usage_after, 0);
     assert!(env.store.list().is_empty());
 }

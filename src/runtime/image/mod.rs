@@ -167,7 +167,7 @@ struct LayerRecord {
 struct ImageRecord {
     image: Image,
     layers: Vec<LayerRecord>,
-    /// Unix seconds of the last pull, import or container start.
+    /// Unix milliseconds of the last pull, import or container start.
     last_used: u64,
 }
 
@@ -244,6 +244,9 @@ pub(crate) struct Inner {
     /// Longest overlay mount options written with absolute lowerdirs (then relative).
     mount_option_limit: std::sync::atomic::AtomicUsize,
     cache: Mutex<Option<(FileStamp, Arc<State>)>>,
+    /// One pull at a time per normalized reference in this process: pods starting
+    /// together with one image download it once.
+    pulls: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What identifies one version of `images.json`.
@@ -257,7 +260,7 @@ struct FileStamp {
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
@@ -317,6 +320,7 @@ impl ImageStore {
             privileged: unsafe { libc::geteuid() } == 0,
             mount_option_limit: rootfs::MOUNT_OPTIONS_MAX.into(),
             cache: Mutex::new(None),
+            pulls: Mutex::new(BTreeMap::new()),
             root,
         };
         {
@@ -353,18 +357,46 @@ impl ImageStore {
         let normalized = Reference::parse(reference)?.to_string();
         match policy {
             PullPolicy::Always => self.pull(reference, creds).await,
-            PullPolicy::IfNotPresent => match self.get(reference) {
-                Some(img) => Ok(img),
-                None => self.pull(reference, creds).await,
-            },
+            PullPolicy::IfNotPresent => {
+                if let Some(img) = self.get(reference) {
+                    return Ok(img);
+                }
+                let _turn = self.pull_turn(&normalized).await;
+                // Another task may have pulled it while we waited.
+                match self.get(reference) {
+                    Some(img) => Ok(img),
+                    None => self.pull_now(reference, creds).await,
+                }
+            }
             PullPolicy::Never => self.get(reference).ok_or(ImageError::NeverPull {
                 reference: normalized,
             }),
         }
     }
 
+    /// Wait for our turn to pull `normalized` (see `Inner::pulls`).
+    async fn pull_turn(&self, normalized: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut pulls = self.inner.pulls.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget the turns nobody holds or waits for.
+            pulls.retain(|_, m| Arc::strong_count(m) > 1);
+            pulls.entry(normalized.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
     /// Pull `reference` from its registry (or mirrors), unpack and record it.
     pub async fn pull(
+        &self,
+        reference: &str,
+        creds: &[RegistryCredential],
+    ) -> Result<Image, ImageError> {
+        let normalized = Reference::parse(reference)?.to_string();
+        let _turn = self.pull_turn(&normalized).await;
+        self.pull_now(reference, creds).await
+    }
+
+    async fn pull_now(
         &self,
         reference: &str,
         creds: &[RegistryCredential],

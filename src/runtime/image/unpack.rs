@@ -354,6 +354,12 @@ fn apply_entry<R: Read>(
     let meta = Meta::of(&header);
 
     if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+        // `.wh..` and `.wh...` would whiteout the dir itself or its parent.
+        if hidden == "." || hidden == ".." {
+            return Err(ImageError::PathEscape {
+                path: raw.display().to_string(),
+            });
+        }
         if !privileged {
             return Err(ImageError::NotImplemented(
                 "layers with whiteouts unpack only as root (overlayfs whiteouts are devices)"
@@ -681,6 +687,16 @@ mod tests {
                 let target = outside.path().to_string_lossy().into_owned();
                 t.entry("link", tar::EntryType::Symlink, 0o777, &target, b"");
                 t.file("link/evil", 0o644, b"x");
+                t.done()
+            }),
+            ("whiteout of the parent", {
+                let mut t = Tar::new();
+                t.file("a/.wh...", 0o644, b"");
+                t.done()
+            }),
+            ("whiteout of the root", {
+                let mut t = Tar::new();
+                t.file(".wh...", 0o644, b"");
                 t.done()
             }),
             ("hard link out", {
