@@ -132,7 +132,8 @@ where
     let bridge_nf = "/proc/sys/net/bridge/bridge-nf-call-iptables";
     let bridge_nf_before = std::fs::read_to_string(bridge_nf).ok();
     let exe = std::env::current_exe().expect("test binary");
-    let out = Command::new("ip")
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut inner = Command::new("ip")
         .args(["netns", "exec", &node])
         .arg(exe)
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
@@ -144,14 +145,13 @@ where
         .env("SKIFF_NETTEST_STATE", state.path())
         .env("SKIFF_NETTEST_OUTSIDE", format!("/run/netns/{outside}"))
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::from(log.reopen().expect("log")))
+        .stderr(Stdio::from(log.reopen().expect("log")))
+        .spawn()
         .expect("re-running the test in the node namespace");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "inner run failed:\n{text}");
+    let (status, _) = wait_within(&mut inner, Duration::from_secs(120));
+    let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+    assert!(status.success(), "inner run failed ({status}):\n{text}");
     assert_eq!(
         std::fs::read_to_string(bridge_nf).ok(),
         bridge_nf_before,
@@ -162,6 +162,41 @@ where
         "the inner run did not run the test:\n{text}"
     );
     println!("{text}");
+}
+
+/// Waits for `child` at most `within`; kills it after that. Returns its exit status
+/// and whether it had to be killed.
+fn wait_within(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> (std::process::ExitStatus, bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (status, false),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let status = child.wait().expect("wait after kill");
+                return (status, true);
+            }
+        }
+    }
+}
+
+/// A child's stdout, once it ended (killed after `within`): a process that hangs makes
+/// the test fail, not wait forever.
+fn stdout_within(mut child: std::process::Child, within: Duration) -> String {
+    let mut out = child.stdout.take();
+    let (_, killed) = wait_within(&mut child, within);
+    let mut text = String::new();
+    if let Some(o) = out.as_mut() {
+        let _ = o.read_to_string(&mut text);
+    }
+    if killed {
+        text.push_str("<killed: still running>");
+    }
+    text
 }
 
 fn config(world: &World) -> NetConfig {
@@ -404,9 +439,9 @@ fn host_port_reaches_the_pod_through_the_node_address() {
             })
             .await
             .expect("client");
-            let heard = listener.wait_with_output().expect("nc output");
+            let heard = stdout_within(listener, Duration::from_secs(5));
             assert_eq!(reply.as_deref(), Ok("hello-from-pod\n"));
-            assert_eq!(String::from_utf8_lossy(&heard.stdout), "hello-from-node\n");
+            assert_eq!(heard, "hello-from-node\n");
 
             // Hairpin: another pod on the same bridge reaches the hostPort through the
             // node's address too (its replies must come back through the node).
@@ -442,10 +477,10 @@ fn host_port_reaches_the_pod_through_the_node_address() {
                 .expect("stdin")
                 .write_all(b"hello-from-peer\n")
                 .expect("client input");
-            let answer = client.wait_with_output().expect("peer nc");
-            let heard = listener.wait_with_output().expect("nc output");
-            assert_eq!(String::from_utf8_lossy(&heard.stdout), "hello-from-peer\n");
-            assert_eq!(String::from_utf8_lossy(&answer.stdout), "hello-again\n");
+            let answer = stdout_within(client, Duration::from_secs(5));
+            let heard = stdout_within(listener, Duration::from_secs(5));
+            assert_eq!(heard, "hello-from-peer\n");
+            assert_eq!(answer, "hello-again\n");
             net.teardown("uid-peer").await.expect("teardown peer");
 
             // After teardown the port is closed again and its rule is gone.
@@ -517,8 +552,11 @@ fn traffic_leaving_the_cluster_is_masqueraded() {
                 .expect("stdin")
                 .write_all(b"from-pod\n")
                 .expect("client input");
-            let status = client.wait().expect("nc");
-            assert!(status.success(), "nc from the pod failed: {status}");
+            let (status, killed) = wait_within(&mut client, Duration::from_secs(8));
+            assert!(
+                status.success() && !killed,
+                "nc from the pod failed: {status}"
+            );
             let (peer, got) = server
                 .join()
                 .expect("listener thread")
