@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 /// How often a followed log is polled for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -130,6 +130,15 @@ fn run_files(live: &Path) -> Vec<PathBuf> {
     rotated
 }
 
+/// Whether `live` now names another file than the one `file` reads (rotated).
+async fn rotated(live: &Path, file: &tokio::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (tokio::fs::metadata(live).await, file.metadata().await) {
+        (Ok(path), Ok(open)) => path.ino() != open.ino(),
+        _ => false,
+    }
+}
+
 /// Whether the container still runs (and so may write more).
 pub type StillRunning = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
 
@@ -139,13 +148,25 @@ pub async fn stream(
     opts: LogOptions,
     running: StillRunning,
 ) -> std::io::Result<BoxStream<'static, std::io::Result<Bytes>>> {
+    // The live file is opened first and then read through its descriptor, so nothing
+    // written between the first read and following is missed.
+    let mut live_file = match tokio::fs::File::open(&live).await {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !opts.follow => None,
+        Err(e) => return Err(e),
+    };
     let mut text = String::new();
-    for f in run_files(&live) {
-        match tokio::fs::read_to_string(&f).await {
+    for f in run_files(&live).iter().filter(|f| **f != live) {
+        match tokio::fs::read_to_string(f).await {
             Ok(t) => text.push_str(&t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+    }
+    if let Some(f) = live_file.as_mut() {
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).await?;
+        text.push_str(&String::from_utf8_lossy(&buf));
     }
     let mut limit = opts.limit_bytes.filter(|l| *l >= 0).map(|l| l as usize);
     let mut cut = move |mut s: String| -> Option<Bytes> {
@@ -165,24 +186,22 @@ pub async fn stream(
         Some(Bytes::from(s))
     };
     let first = cut(render_all(&text, &opts));
-    if !opts.follow {
+    let Some(file) = live_file.filter(|_| opts.follow) else {
         return Ok(futures::stream::iter(first.map(Ok)).boxed());
-    }
-    // Follow: continue from the end of the live file.
-    let offset = tokio::fs::metadata(&live)
-        .await
-        .map(|m| m.len())
-        .unwrap_or(0);
+    };
+    // Follow: keep reading the live file's descriptor from where the first read ended,
+    // so output written just before the container (and its files) are removed is still
+    // served; a rotation (a new file at the path) is followed once the old one is read.
     struct Follow {
         live: PathBuf,
-        offset: u64,
+        file: tokio::fs::File,
         carry: String,
         decoder: Decoder,
         done: bool,
     }
     let state = Follow {
         live,
-        offset,
+        file,
         carry: String::new(),
         decoder: Decoder::default(),
         done: false,
@@ -197,22 +216,17 @@ pub async fn stream(
                     return None;
                 }
                 let alive = running().await;
-                let mut chunk = String::new();
-                if let Ok(mut f) = tokio::fs::File::open(&st.live).await {
-                    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-                    if len < st.offset {
-                        // Rotated: the new live file starts over.
-                        st.offset = 0;
-                    }
-                    if len > st.offset && f.seek(std::io::SeekFrom::Start(st.offset)).await.is_ok()
-                    {
-                        let mut buf = Vec::new();
-                        if f.read_to_end(&mut buf).await.is_ok() {
-                            st.offset += buf.len() as u64;
-                            st.carry.push_str(&String::from_utf8_lossy(&buf));
-                        }
+                let mut buf = Vec::new();
+                if st.file.read_to_end(&mut buf).await.is_ok() {
+                    st.carry.push_str(&String::from_utf8_lossy(&buf));
+                }
+                if rotated(&st.live, &st.file).await {
+                    if let Ok(f) = tokio::fs::File::open(&st.live).await {
+                        st.file = f;
+                        continue;
                     }
                 }
+                let mut chunk = String::new();
                 while let Some(nl) = st.carry.find('\n') {
                     let line: String = st.carry.drain(..=nl).collect();
                     if let Some((time, text)) = st.decoder.push(line.trim_end_matches('\n')) {

@@ -93,8 +93,8 @@ pub async fn run(
     let allocator = RangeAllocator::parse(&cluster_cidr)?;
     let nodes: Api<Node> = Api::all(client);
     informers.ready().await;
-    // Ranges this loop handed out that the cache may not show yet.
-    let mut assigned: BTreeSet<u32> = BTreeSet::new();
+    // Ranges this loop handed out that the cache may not show yet, by node name.
+    let mut assigned: std::collections::BTreeMap<String, u32> = Default::default();
     let mut changes = informers.nodes.changes().boxed();
     let mut resync = tokio::time::interval(Duration::from_secs(30));
     loop {
@@ -103,16 +103,25 @@ pub async fn run(
             .iter()
             .filter_map(|n| allocator.index_of(pod_cidr(n)?))
             .collect();
-        // Keep our own recent assignments reserved until the cache shows them.
-        assigned.retain(|i| !used.contains(i));
-        used.extend(assigned.iter().copied());
-        for node in cached.iter().filter(|n| pod_cidr(n).is_none()) {
+        // Keep our own recent assignments reserved (and their nodes skipped) until the
+        // cache shows them.
+        assigned.retain(|_, i| !used.contains(i));
+        used.extend(assigned.values().copied());
+        let waiting: Vec<_> = cached
+            .iter()
+            .filter(|n| pod_cidr(n).is_none() && !assigned.contains_key(&n.name_any()))
+            .collect();
+        for node in waiting {
             let Some(index) = allocator.first_free(&used) else {
                 tracing::warn!(node = %node.name_any(), cidr = %cluster_cidr, "no pod range left for the node");
                 break;
             };
             let range = allocator.range(index);
-            let patch = json!({"spec": {"podCIDR": range, "podCIDRs": [range]}});
+            // Against the version read: a range is never set twice.
+            let patch = json!({
+                "metadata": {"resourceVersion": node.metadata.resource_version},
+                "spec": {"podCIDR": range, "podCIDRs": [range]},
+            });
             match nodes
                 .patch(
                     &node.name_any(),
@@ -124,9 +133,10 @@ pub async fn run(
                 Ok(_) => {
                     tracing::info!(node = %node.name_any(), %range, "assigned the node's pod range");
                     used.insert(index);
-                    assigned.insert(index);
+                    assigned.insert(node.name_any(), index);
                 }
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                // Gone, or changed since the cache saw it: the next round decides.
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                 Err(e) => {
                     return Err(ControllerError::api(format!(
                         "setting the pod range of node {}",

@@ -133,13 +133,24 @@ pub fn main(run_dir: &Path, id: &str) -> i32 {
     }
 }
 
+/// The shim's own diagnostics go to its stderr (`shim.log`) through a private copy of
+/// the descriptor: libcontainer's container init process is a clone of the shim that
+/// logs after it has moved the container's stdio onto fds 0-2, and those lines must not
+/// end up in the container's log.
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_SHIM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // SAFETY: fcntl duplicates our own stderr; a new fd or -1.
+    let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let log = unsafe { File::from_raw_fd(fd) };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::io::stderr)
+        .with_writer(std::sync::Mutex::new(log))
         .try_init();
 }
 

@@ -92,15 +92,33 @@ impl Server {
         s
     }
 
-    /// `cmd` run inside the node's network namespace when there is one.
+    /// `program` run inside the node's network namespace when there is one (only the
+    /// network namespace: `ip netns exec` would also remount /sys and hide the cgroup
+    /// hierarchies the runtime needs).
     fn in_netns(&self, program: &str) -> Command {
         match &self.netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, program]);
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(program);
                 c
             }
             None => Command::new(program),
+        }
+    }
+
+    /// The server of a node test: in the node's network namespace, and in a private mount
+    /// namespace so its mounts (root filesystems, namespace files, tmpfs volumes) go away
+    /// with its processes.
+    fn server_cmd(&self) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "nsenter"])
+                    .arg(format!("--net=/run/netns/{ns}"))
+                    .arg(skiff_bin());
+                c
+            }
+            None => Command::new(skiff_bin()),
         }
     }
 
@@ -114,7 +132,7 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("server log");
-        let mut cmd = self.in_netns(skiff_bin());
+        let mut cmd = self.server_cmd();
         cmd.arg("server");
         if self.netns.is_none() {
             cmd.arg("--disable-agent");

@@ -41,7 +41,7 @@ pub fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8
 }
 
 /// The two uncompressed layer tars.
-pub fn layers() -> (Vec<u8>, Vec<u8>) {
+pub fn layers(hello: &str) -> (Vec<u8>, Vec<u8>) {
     let mut b = tar::Builder::new(Vec::new());
     for d in ["bin/", "etc/", "tmp/", "proc/", "sys/", "dev/", "olddir/"] {
         add_dir(&mut b, d);
@@ -69,7 +69,7 @@ pub fn layers() -> (Vec<u8>, Vec<u8>) {
     add_file(&mut b, "etc/.wh.gone", 0o644, b"");
     add_file(&mut b, "olddir/.wh..wh..opq", 0o644, b"");
     add_file(&mut b, "olddir/new", 0o644, b"added by layer 2\n");
-    add_file(&mut b, "hello.txt", 0o644, b"hello from layer 2\n");
+    add_file(&mut b, "hello.txt", 0o644, hello.as_bytes());
     let top = b.into_inner().expect("tar");
     (base, top)
 }
@@ -84,7 +84,12 @@ pub struct TestImage {
 
 impl TestImage {
     pub fn new() -> TestImage {
-        let (base, top) = layers();
+        Self::with_hello("hello from layer 2\n")
+    }
+
+    /// The same base layer; a top layer whose `hello.txt` says `hello`.
+    pub fn with_hello(hello: &str) -> TestImage {
+        let (base, top) = layers(hello);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&base).expect("gzip");
         let base_gz = gz.finish().expect("gzip");
