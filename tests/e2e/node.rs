@@ -121,6 +121,7 @@ spec:
         (ready == "Running/true").then_some(())
     });
     let ip = s.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    let uid = s.ok(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]);
     assert!(
         ip.starts_with("10.42.0."),
         "pod IP from the node's range: {ip:?}"
@@ -184,6 +185,16 @@ spec:
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "network namespaces left: {left:?}");
+    let uid_cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup/memory/skiff")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(&uid))
+        .collect();
+    assert!(
+        uid_cgroups.is_empty(),
+        "the pod's cgroup is left: {uid_cgroups:?}"
+    );
 }
 
 #[test]

@@ -484,6 +484,11 @@ pub fn resources(container: &Container) -> Resources {
     }
 }
 
+/// The cgroup every container of pod `uid` lives under (cgroupfs, every hierarchy).
+pub fn pod_cgroup(uid: &str) -> String {
+    format!("/skiff/pod{uid}")
+}
+
 /// Where a container's logs go: `<root>/<ns>_<pod>_<uid>/<container>/<attempt>.log`.
 pub fn log_path(root: &Path, pod: &Pod, container: &str, attempt: u32) -> PathBuf {
     let m = &pod.metadata;
@@ -613,10 +618,7 @@ pub fn container_spec(
     };
     spec.mounts = mounts(container, sandbox, inputs)?;
     spec.tty = container.tty.unwrap_or(false);
-    spec.cgroup_parent = Some(format!(
-        "/skiff/pod{}",
-        pod.metadata.uid.as_deref().unwrap_or("")
-    ));
+    spec.cgroup_parent = Some(pod_cgroup(pod.metadata.uid.as_deref().unwrap_or("")));
     spec.log_path = log;
     spec.log_max_size = LOG_MAX_SIZE;
     spec.log_max_files = LOG_MAX_FILES;

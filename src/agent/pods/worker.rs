@@ -962,6 +962,9 @@ async fn cleanup(ctx: &NodeContext, uid: &str, state: &mut PodState) {
         }
     }
     state.observed.clear();
+    if let Err(e) = crate::runtime::cgroup::remove(&containerspec::pod_cgroup(uid)) {
+        tracing::warn!(pod_uid = %uid, error = %e, "removing the pod's cgroup");
+    }
     if let Err(e) = ctx.network.teardown(uid).await {
         tracing::warn!(pod_uid = %uid, error = %e, "removing the pod network");
     }
