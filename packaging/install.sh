@@ -5,8 +5,9 @@
 #
 # From a source checkout it builds the binary first (cargo build --release).
 # Environment (k3s's names with SKIFF_):
-#   INSTALL_SKIFF_EXEC        extra flags for `skiff server` (default: --disable-agent,
-#                             because the agent is not built yet)
+#   INSTALL_SKIFF_EXEC        extra flags for `skiff server` (default: --disable-agent:
+#                             the agent runs pods but has no probes, exec or PVCs yet;
+#                             INSTALL_SKIFF_EXEC=" " runs it)
 #   INSTALL_SKIFF_BIN_DIR     where the binary goes (default /usr/local/bin)
 #   INSTALL_SKIFF_SKIP_START  "true": install only
 #   SKIFF_URL, SKIFF_TOKEN    join a server as an agent (not built yet: refused)

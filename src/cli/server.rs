@@ -133,6 +133,11 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
     init_logging(&args.log);
     crate::controllers::nodeipam::RangeAllocator::parse(&args.cluster_cidr)
         .map_err(ServerError::BadClusterCidr)?;
+    let agent = if args.disable_agent {
+        None
+    } else {
+        Some(agent_settings(&args)?)
+    };
     let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
         .map_err(|_| ServerError::BadMode(args.write_kubeconfig_mode.clone()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -140,7 +145,7 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         .thread_name("skiff")
         .build()
         .map_err(ServerError::Runtime)?;
-    runtime.block_on(async move { serve(args, mode, started).await })
+    runtime.block_on(async move { serve(args, agent, mode, started).await })
 }
 
 /// Log to stderr with a tracing filter (`info`, `skiff=debug`, …).
@@ -154,7 +159,12 @@ pub fn init_logging(filter: &str) {
         .try_init();
 }
 
-async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), ServerError> {
+async fn serve(
+    args: ServerArgs,
+    agent: Option<(crate::agent::AgentConfig, crate::agent::run::PodSettings)>,
+    mode: u32,
+    started: Instant,
+) -> Result<(), ServerError> {
     let server_dir = args.data_dir.join("server");
     std::fs::create_dir_all(&server_dir).map_err(|source| ServerError::Io {
         path: server_dir.clone(),
@@ -262,8 +272,7 @@ async fn serve(args: ServerArgs, mode: u32, started: Instant) -> Result<(), Serv
     notify_systemd_ready();
     let serving = tokio::spawn(api::server::serve(listener, tls, api.clone()));
     let (agent_failed, mut agent_failure) = tokio::sync::oneshot::channel();
-    if !args.disable_agent {
-        let (config, pods) = agent_settings(&args)?;
+    if let Some((config, pods)) = agent {
         tokio::spawn(run_agent(api, config, pods, agent_failed));
     }
     tokio::select! {

@@ -96,24 +96,26 @@ fn deployment_spreads_rolls_out_within_max_unavailable_and_rolls_back() {
         .stderr(Stdio::null())
         .spawn()
         .expect("kubectl get -w");
+    // Drain the watch while the rollout runs (a full pipe would stall kubectl).
+    let mut out = watch.stdout.take().expect("watch stdout");
+    let reader = std::thread::spawn(move || {
+        let mut stream = String::new();
+        let _ = out.read_to_string(&mut stream);
+        stream
+    });
     std::thread::sleep(std::time::Duration::from_secs(1));
     s.ok(&["set", "image", "deployment/web", "busybox=busybox:2"]);
     rollout_status(&s, "deployment/web");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let _ = watch.kill();
-    let mut stream = String::new();
-    watch
-        .stdout
-        .take()
-        .expect("watch stdout")
-        .read_to_string(&mut stream)
-        .expect("read watch");
     let _ = watch.wait();
+    let stream = reader.join().expect("watch reader");
     let mut ready: HashMap<String, bool> = HashMap::new();
     let mut lowest = usize::MAX;
     let mut events = 0;
+    // The last event may be cut off by the kill: parse up to it.
     for event in serde_json::Deserializer::from_str(&stream).into_iter::<serde_json::Value>() {
-        let event = event.expect("watch event JSON");
+        let Ok(event) = event else { break };
         let pod = &event["object"];
         let name = pod["metadata"]["name"]
             .as_str()

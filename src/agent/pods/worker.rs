@@ -66,7 +66,8 @@ struct PodState {
     observed: Observed,
     sandbox: Option<(Sandbox, String)>,
     images: BTreeMap<String, Image>,
-    /// Waiting reasons the worker sets (image pulls, config errors), by container.
+    /// Waiting reasons of the worker's own (image pulls, config and create errors), by
+    /// container; cleared when the container starts.
     held: BTreeMap<String, Waiting>,
     /// Image pull failures by container: (failures, retry not before).
     pull_backoff: BTreeMap<String, (u32, tokio::time::Instant)>,
@@ -199,15 +200,9 @@ async fn sync(
                 }
             }
         }
+        // The plan's own waiting reasons (back-off, init) are merged in when reporting.
         let decided = plan::plan(pod, &state.observed, Utc::now());
         requeue = decided.requeue_after;
-        for (name, w) in &decided.waiting {
-            state.held.entry(name.clone()).or_insert_with(|| w.clone());
-        }
-        // Held reasons from the plan are recomputed every sync.
-        state
-            .held
-            .retain(|name, w| !is_plan_reason(&w.reason) || decided.waiting.contains_key(name));
         for action in decided.actions {
             let Action::Start { name, attempt, .. } = action;
             match start_container(ctx, pod, state, &name, attempt).await {
@@ -230,10 +225,6 @@ async fn sync(
     }
     report(ctx, pod, state, state.sandbox.is_some()).await;
     requeue
-}
-
-fn is_plan_reason(reason: &str) -> bool {
-    matches!(reason, "CrashLoopBackOff" | "PodInitializing")
 }
 
 fn pod_name(pod: &Pod) -> String {
@@ -268,6 +259,9 @@ async fn ensure_sandbox(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> R
     }
     let uid = uid_of(pod);
     let spec = pod.spec.clone().unwrap_or_default();
+    if spec.host_network == Some(true) {
+        return Err("hostNetwork pods are not supported by skiff's agent yet".into());
+    }
     let key = PodKey {
         uid: uid.clone(),
         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
