@@ -247,23 +247,12 @@ pub fn node_conditions(
         .collect()
 }
 
-/// Create the Node, or take an existing one of that name back (labels, status). Returns
-/// the Node as stored.
+/// Create the Node, or take an existing one of that name back (its labels), then post
+/// its status (a create does not write status). Returns the Node as stored.
 pub async fn register(nodes: &Api<Node>, node: &Node) -> Result<Node, AgentError> {
     let name = node.metadata.name.clone().unwrap_or_default();
     match nodes.create(&PostParams::default(), node).await {
-        Ok(created) => {
-            tracing::info!(node = %name, "registered the node");
-            // Status is not written by a create: post it.
-            let status = serde_json::json!({"status": node.status});
-            nodes
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                .await
-                .map_err(AgentError::api(format!(
-                    "posting the status of node {name}"
-                )))?;
-            Ok(created)
-        }
+        Ok(_) => tracing::info!(node = %name, "registered the node"),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             tracing::info!(node = %name, "the node is registered already; updating it");
             let patch = serde_json::json!({"metadata": {"labels": node.metadata.labels}});
@@ -271,16 +260,16 @@ pub async fn register(nodes: &Api<Node>, node: &Node) -> Result<Node, AgentError
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(AgentError::api(format!("updating node {name}")))?;
-            let status = serde_json::json!({"status": node.status});
-            nodes
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                .await
-                .map_err(AgentError::api(format!(
-                    "posting the status of node {name}"
-                )))
         }
-        Err(e) => Err(AgentError::api(format!("registering node {name}"))(e)),
+        Err(e) => return Err(AgentError::api(format!("registering node {name}"))(e)),
     }
+    let status = serde_json::json!({"status": node.status});
+    nodes
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .map_err(AgentError::api(format!(
+            "posting the status of node {name}"
+        )))
 }
 
 /// Wait until the server has given the node its pod range; returns it (`a.b.c.0/24`).

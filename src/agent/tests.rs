@@ -57,6 +57,15 @@ async fn registers_gets_a_pod_range_and_reports_not_ready() {
     .expect("the agent starts within 30 s")
     .expect("the agent starts");
     assert_eq!(agent.pod_cidr, "10.42.0.0/24");
+    let allocatable = agent
+        .node
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref());
+    assert!(
+        allocatable.is_some_and(|a| a.contains_key("cpu") && a.contains_key("memory")),
+        "the agent keeps the node as stored, status included: {allocatable:?}"
+    );
 
     let nodes: Api<Node> = Api::all(admin.clone());
     let node = nodes.get("node-a").await.expect("node");

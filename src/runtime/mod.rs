@@ -401,9 +401,8 @@ impl Runtime {
         .await?
     }
 
-    /// Every container with a state dir: running ones answer through their shims (also
-    /// shims started by an earlier process), the others report what they recorded.
-    pub async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError> {
+    /// The ids of every container with a state dir, sorted (no shim is asked).
+    pub fn ids(&self) -> Result<Vec<String>, RuntimeError> {
         let dir = containers_dir(&self.run_dir);
         let mut ids = Vec::new();
         let entries =
@@ -417,6 +416,17 @@ impl Runtime {
             }
         }
         ids.sort();
+        Ok(ids)
+    }
+
+    /// Every container with a state dir: running ones answer through their shims (also
+    /// shims started by an earlier process), the others report what they recorded.
+    pub async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError> {
+        self.states(self.ids()?).await
+    }
+
+    /// The states of the containers `ids` that exist (a pod's, say).
+    pub async fn states(&self, ids: Vec<String>) -> Result<Vec<ContainerState>, RuntimeError> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             match self.status(&id).await {

@@ -81,10 +81,10 @@ fn feed(ctx: &Arc<NodeContext>, workers: &mut HashMap<String, Worker>, pod: Pod)
 /// Remove containers, sandboxes and pod dirs of pods that are not in `known`.
 async fn remove_orphans(ctx: &NodeContext, known: &HashSet<String>) {
     let mut uids: HashSet<String> = HashSet::new();
-    match ctx.runtime.list().await {
-        Ok(containers) => {
-            for c in containers {
-                if let Some((uid, _, _)) = plan::parse_container_id(&c.id) {
+    match ctx.runtime.ids() {
+        Ok(ids) => {
+            for id in ids {
+                if let Some((uid, _, _)) = plan::parse_container_id(&id) {
                     uids.insert(uid.to_string());
                 }
             }

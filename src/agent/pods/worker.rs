@@ -129,9 +129,19 @@ pub async fn run(
     }
 }
 
-/// Reload what the runtime shows of this pod's containers.
+/// Reload what the runtime shows of this pod's containers (only theirs are asked).
 async fn refresh_observed(ctx: &NodeContext, uid: &str, state: &mut PodState) {
-    let listed = match ctx.runtime.list().await {
+    let prefix = format!("{uid}_");
+    let ids = ctx.runtime.ids().map(|ids| {
+        ids.into_iter()
+            .filter(|id| id.starts_with(&prefix))
+            .collect()
+    });
+    let listed = match ids {
+        Ok(ids) => ctx.runtime.states(ids).await,
+        Err(e) => Err(e),
+    };
+    let listed = match listed {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(pod_uid = %uid, error = %e, "listing containers");
