@@ -369,11 +369,14 @@ impl api::podlogs::PodLogs for LocalPodLogs {
                     req.namespace, req.pod, req.node, node.node_name
                 ));
             }
-            let live = node
-                .log_root
-                .join(format!("{}_{}_{}", req.namespace, req.pod, req.uid))
-                .join(&req.container)
-                .join(format!("{}.log", req.attempt));
+            let live = crate::agent::pods::containerspec::container_log_path(
+                &node.log_root,
+                &req.namespace,
+                &req.pod,
+                &req.uid,
+                &req.container,
+                req.attempt,
+            );
             let id = crate::agent::pods::plan::container_id(&req.uid, &req.container, req.attempt);
             let runtime = node.runtime.clone();
             let running: crate::agent::logs::StillRunning = Arc::new(move || {

@@ -489,17 +489,32 @@ pub fn pod_cgroup(uid: &str) -> String {
     format!("/skiff/pod{uid}")
 }
 
-/// Where a container's logs go: `<root>/<ns>_<pod>_<uid>/<container>/<attempt>.log`.
+/// Where a container's logs go:
+/// `<root>/<namespace>_<pod>_<uid>/<container>/<attempt>.log` (kubelet's layout).
+pub fn container_log_path(
+    root: &Path,
+    namespace: &str,
+    pod: &str,
+    uid: &str,
+    container: &str,
+    attempt: u32,
+) -> PathBuf {
+    root.join(format!("{namespace}_{pod}_{uid}"))
+        .join(container)
+        .join(format!("{attempt}.log"))
+}
+
+/// [`container_log_path`] of a container of `pod`.
 pub fn log_path(root: &Path, pod: &Pod, container: &str, attempt: u32) -> PathBuf {
     let m = &pod.metadata;
-    root.join(format!(
-        "{}_{}_{}",
+    container_log_path(
+        root,
         m.namespace.as_deref().unwrap_or(""),
         m.name.as_deref().unwrap_or(""),
-        m.uid.as_deref().unwrap_or("")
-    ))
-    .join(container)
-    .join(format!("{attempt}.log"))
+        m.uid.as_deref().unwrap_or(""),
+        container,
+        attempt,
+    )
 }
 
 /// A container's mounts: volume mounts (with `subPath`), then the pod's `/etc/hosts`,

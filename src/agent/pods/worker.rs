@@ -213,9 +213,39 @@ async fn sync(
         // The plan's own waiting reasons (back-off, init) are merged in when reporting.
         let decided = plan::plan(pod, &state.observed, Utc::now());
         requeue = decided.requeue_after;
+        // ConfigMaps, Secrets and service links are read once per sync that starts
+        // something (fresh for every start, as kubelet reads them).
+        let inputs = match decided.actions.is_empty() {
+            true => None,
+            false => {
+                let pod_ip = state
+                    .sandbox
+                    .as_ref()
+                    .map(|s| s.1.clone())
+                    .unwrap_or_default();
+                Some(inputs(ctx, pod, &pod_ip).await.map(|mut i| {
+                    i.volumes = state.volume_paths.clone();
+                    i
+                }))
+            }
+        };
         for action in decided.actions {
             let Action::Start { name, attempt, .. } = action;
-            match start_container(ctx, pod, state, &name, attempt).await {
+            let started = match &inputs {
+                Some(Ok(inputs)) => start_container(ctx, pod, state, &name, attempt, inputs).await,
+                Some(Err(message)) => {
+                    state.held.insert(
+                        name.clone(),
+                        Waiting {
+                            reason: "CreateContainerConfigError".into(),
+                            message: message.clone(),
+                        },
+                    );
+                    Err(Duration::from_secs(5))
+                }
+                None => Ok(()),
+            };
+            match started {
                 Ok(()) => {
                     state.held.remove(&name);
                 }
@@ -593,17 +623,8 @@ fn pull_policy(c: &Container) -> PullPolicy {
     match c.image_pull_policy.as_deref() {
         Some("Always") => PullPolicy::Always,
         Some("Never") => PullPolicy::Never,
-        Some("IfNotPresent") => PullPolicy::IfNotPresent,
-        // The API's default: Always for `:latest` or no tag, else IfNotPresent.
-        _ => {
-            let image = c.image.as_deref().unwrap_or("");
-            let last = image.rsplit('/').next().unwrap_or(image);
-            if image.contains('@') || (last.contains(':') && !last.ends_with(":latest")) {
-                PullPolicy::IfNotPresent
-            } else {
-                PullPolicy::Always
-            }
-        }
+        // The API server always defaults the field (Always for `:latest`).
+        _ => PullPolicy::IfNotPresent,
     }
 }
 
@@ -642,6 +663,7 @@ async fn start_container(
     state: &mut PodState,
     name: &str,
     attempt: u32,
+    inputs: &Inputs,
 ) -> Result<(), Duration> {
     let spec = pod.spec.clone().unwrap_or_default();
     let Some(container) = spec
@@ -739,7 +761,7 @@ async fn start_container(
         }
     };
     state.images.insert(name.to_string(), image.clone());
-    let Some((sandbox, pod_ip)) = state.sandbox.clone() else {
+    let Some((sandbox, _)) = state.sandbox.clone() else {
         return Err(RESYNC);
     };
     let id = plan::container_id(&uid_of(pod), name, attempt);
@@ -752,14 +774,6 @@ async fn start_container(
             },
         );
     };
-    let mut inputs = match inputs(ctx, pod, &pod_ip).await {
-        Ok(i) => i,
-        Err(message) => {
-            hold(state, "CreateContainerConfigError", message);
-            return Err(Duration::from_secs(5));
-        }
-    };
-    inputs.volumes = state.volume_paths.clone();
     let rootfs = match ctx.images.prepare_rootfs(&id, &image).await {
         Ok(r) => r,
         Err(e) => {
@@ -782,7 +796,7 @@ async fn start_container(
         rootfs,
         &defaults,
         &sandbox,
-        &inputs,
+        inputs,
         log,
     ) {
         Ok(s) => s,
