@@ -13,6 +13,7 @@ pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod podlogs;
+pub mod upgrade;
 pub mod protobuf;
 pub mod request;
 pub mod selector;
