@@ -8,12 +8,12 @@ pub mod body;
 pub mod cache;
 pub mod discovery;
 pub mod eviction;
+pub mod exec;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod podlogs;
-pub mod upgrade;
 pub mod protobuf;
 pub mod request;
 pub mod selector;
@@ -22,6 +22,7 @@ pub mod serviceaccount_token;
 pub mod services;
 pub mod status;
 pub mod table;
+pub mod upgrade;
 pub mod versions;
 pub mod watch;
 
@@ -79,6 +80,7 @@ pub struct ApiServer {
     pub metrics: metrics::MetricsStore,
     /// Where `pods/log` streams come from (the local agent), once one is set.
     pub pod_logs: std::sync::OnceLock<Arc<dyn podlogs::PodLogs>>,
+    pub pod_exec: std::sync::OnceLock<Arc<dyn exec::PodExec>>,
 }
 
 impl ApiServer {
@@ -102,6 +104,7 @@ impl ApiServer {
             service_account_tokens: Default::default(),
             metrics: metrics::MetricsStore::default(),
             pod_logs: Default::default(),
+            pod_exec: Default::default(),
         }))
     }
 
@@ -206,6 +209,11 @@ impl ApiServer {
             }
             Route::Resource(p) => p,
         };
+        if p.resource.kind == "Pod" && p.name.is_some() {
+            if let Some(s @ ("exec" | "attach")) = p.subresource.as_deref() {
+                return self.pod_exec(&p, &query, s == "attach", req).await;
+            }
+        }
         if accept == Accept::Protobuf && method == Method::GET {
             // We answer JSON; clients asking protobuf-only get JSON anyway (kubectl accepts it).
         }
@@ -339,12 +347,9 @@ impl ApiServer {
                 self.evict(p, q, ct()?, bytes, user).await
             }
             (true, Some("log"), &Method::GET) if r.kind == "Pod" => self.pod_log(p, q).await,
-            (true, Some(s @ ("exec" | "attach" | "portforward")), _) => {
-                Err(ApiError::NotImplemented(format!(
-                    "{}/{s} is not implemented yet: skiff's agent does not stream exec, attach or port-forward yet",
-                    r.plural
-                )))
-            }
+            (true, Some(s @ ("exec" | "attach" | "portforward")), _) => Err(
+                ApiError::NotImplemented(format!("{}/{s} is not implemented yet", r.plural)),
+            ),
             _ => Err(not_allowed()),
         }
     }

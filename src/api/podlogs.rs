@@ -68,7 +68,7 @@ fn int(q: &Query, name: &str) -> ApiResult<Option<i64>> {
 
 /// The container a request means: the named one, the default-container annotation's,
 /// or the only one; kube-apiserver's errors otherwise.
-fn pick_container(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<String> {
+pub(crate) fn pick_container(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<String> {
     let names = |list: &str| -> Vec<String> {
         pod["spec"][list]
             .as_array()

@@ -40,6 +40,9 @@ pub enum Command {
     /// The per-container shim the agent re-executes (internal).
     #[command(hide = true)]
     Shim(ShimArgs),
+    /// Runs a command in a running container for the agent (internal).
+    #[command(hide = true)]
+    ShimExec(ShimExecArgs),
     /// Time container lifecycles through the embedded runtime (internal, benchmarks).
     #[command(hide = true)]
     RuntimeBench(crate::runtime::bench::BenchArgs),
@@ -54,6 +57,23 @@ pub struct ShimArgs {
     /// The container to run (its bundle is in `<run-dir>/containers/<id>`).
     #[arg(long)]
     pub id: String,
+}
+
+/// Arguments of `skiff shim-exec`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShimExecArgs {
+    /// The runtime's run dir.
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// The running container to run the command in.
+    #[arg(long)]
+    pub id: String,
+    /// Run the command on a new pty (handed to the agent).
+    #[arg(long)]
+    pub tty: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub argv: Vec<OsString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,11 +100,14 @@ pub fn main() -> i32 {
     let raw: Vec<OsString> = std::env::args_os().collect();
     // `skiff shim` first, before any config file, runtime or thread: libcontainer must
     // clone from a single-threaded process (src/runtime/shim.rs).
-    if raw.get(1).is_some_and(|a| a == "shim") {
+    if raw.get(1).is_some_and(|a| a == "shim" || a == "shim-exec") {
         return match Cli::try_parse_from(&raw) {
             Ok(Cli {
                 command: Command::Shim(args),
             }) => crate::runtime::shim::main(&args.run_dir, &args.id),
+            Ok(Cli {
+                command: Command::ShimExec(a),
+            }) => crate::runtime::exec::main(&a.run_dir, &a.id, a.tty, a.argv),
             Ok(_) => 2,
             Err(e) => {
                 eprintln!("{e}");
@@ -106,6 +129,9 @@ pub fn main() -> i32 {
         Command::Images(args) => images::run(args).map_err(CliError::from),
         Command::Simulate(args) => crate::simulate::run(*args).map_err(CliError::from),
         Command::Shim(args) => return crate::runtime::shim::main(&args.run_dir, &args.id),
+        Command::ShimExec(a) => {
+            return crate::runtime::exec::main(&a.run_dir, &a.id, a.tty, a.argv)
+        }
         Command::RuntimeBench(args) => crate::runtime::bench::run(args).map_err(CliError::from),
     };
     match result {

@@ -341,7 +341,8 @@ async fn run_agent(
     let mut tasks = tokio::task::JoinSet::new();
     match crate::agent::run::run(client, config, pods, &mut tasks).await {
         Ok(node) => {
-            api.set_pod_logs(Arc::new(LocalPodLogs(node)));
+            api.set_pod_logs(Arc::new(LocalPodLogs(node.clone())));
+            api.set_pod_exec(Arc::new(LocalPodExec(node)));
             while tasks.join_next().await.is_some() {}
         }
         Err(e) => {
@@ -395,6 +396,51 @@ impl api::podlogs::PodLogs for LocalPodLogs {
             crate::agent::logs::stream(live, opts, running)
                 .await
                 .map_err(|e| format!("reading the log of container {:?}: {e}", req.container))
+        })
+    }
+}
+
+/// `pods/exec` on this server's own agent.
+struct LocalPodExec(Arc<crate::agent::pods::worker::NodeContext>);
+
+impl api::exec::PodExec for LocalPodExec {
+    fn exec(
+        &self,
+        req: api::exec::ExecRequest,
+    ) -> futures::future::BoxFuture<'static, Result<api::exec::ExecSession, String>> {
+        let node = self.0.clone();
+        Box::pin(async move {
+            if req.node != node.node_name {
+                return Err(format!(
+                    "pod {}/{} runs on node {:?}; this server runs commands on node {:?} only",
+                    req.namespace, req.pod, req.node, node.node_name
+                ));
+            }
+            let id = node.running_container(&req.uid, &req.container).await?;
+            let spec = crate::runtime::exec::ExecSpec {
+                argv: req.command,
+                tty: req.tty,
+                stdin: req.stdin,
+            };
+            let mut process = node
+                .runtime
+                .exec(&id, spec)
+                .await
+                .map_err(|e| format!("error executing command in container: {e}"))?;
+            let pty = process.pty.take();
+            Ok(api::exec::ExecSession {
+                stdin: process.stdin.take(),
+                stdout: process.stdout.take(),
+                stderr: process.stderr.take(),
+                resize: pty.map(|pty| {
+                    Box::new(move |w, h| {
+                        if let Err(e) = pty.resize(w, h) {
+                            tracing::debug!(error = %e, "resizing an exec terminal");
+                        }
+                    }) as Box<dyn Fn(u16, u16) + Send + Sync>
+                }),
+                exit: Box::pin(async move { process.wait().await.map_err(|e| e.to_string()) }),
+            })
         })
     }
 }

@@ -21,6 +21,7 @@
 
 pub mod bench;
 pub mod cgroup;
+pub mod exec;
 pub mod image;
 pub mod logs;
 pub mod protocol;
@@ -63,6 +64,8 @@ pub enum RuntimeError {
     ShimGone { id: String },
     #[error("container {id}: cleaning up without its shim: {message}")]
     Cleanup { id: String, message: String },
+    #[error("container {id}: exec: {message}")]
+    Exec { id: String, message: String },
     #[error("runtime task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }

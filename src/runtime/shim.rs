@@ -341,7 +341,7 @@ fn cleanup_failed(run_dir: &Path, id: &str) {
 
 /// Accept libcontainer's connection on the console socket and take the pty master it
 /// sends (SCM_RIGHTS).
-fn receive_console(listener: &UnixListener) -> Result<OwnedFd, String> {
+pub(crate) fn receive_console(listener: &UnixListener) -> Result<OwnedFd, String> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));

@@ -214,6 +214,22 @@ impl Server {
         self.kubectl_cmd(args).output().expect("run kubectl")
     }
 
+    /// Run kubectl (`args`, a shell-quoted command line) on a terminal, as a user at a
+    /// shell would: under `script`, which gives it a pty.
+    pub fn kubectl_on_terminal(&self, args: &str) -> Output {
+        let netns = match &self.netns {
+            Some(ns) => format!("nsenter --net=/run/netns/{ns} "),
+            None => String::new(),
+        };
+        Command::new("script")
+            .args(["-qec", &format!("{netns}kubectl {args}"), "/dev/null"])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script")
+    }
+
     /// Run kubectl with `stdin` as input.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;

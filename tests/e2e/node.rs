@@ -225,3 +225,127 @@ fn a_crashing_container_backs_off_and_restarts() {
     assert!(table.contains("CrashLoopBackOff"), "{table}");
     s.ok(&["delete", "pod", "crash", "--grace-period=0", "--force"]);
 }
+
+#[test]
+fn exec_and_cp_reach_into_a_running_container() {
+    let s = node();
+    s.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=COLOR=blue",
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=PASSWORD=hunter2",
+    ]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: box}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    workingDir: /tmp
+    env:
+    - name: COLOR
+      valueFrom: {{configMapKeyRef: {{name: settings, key: COLOR}}}}
+    - name: PASSWORD
+      valueFrom: {{secretKeyRef: {{name: creds, key: PASSWORD}}}}
+"#
+        ),
+    );
+    eventually(60, "the pod runs", || {
+        (phase(&s, "box") == "Running").then_some(())
+    });
+
+    // The exit code comes back as kubectl's own.
+    let out = s.kubectl(&[
+        "exec",
+        "box",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("err\n"), "{stderr}");
+    assert!(
+        stderr.contains("command terminated with exit code 3"),
+        "{stderr}"
+    );
+
+    // The container's environment, user and working directory.
+    let env = s.ok(&["exec", "box", "--", "env"]);
+    assert!(env.contains("COLOR=blue"), "{env}");
+    assert!(env.contains("PASSWORD=hunter2"), "{env}");
+    assert_eq!(s.ok(&["exec", "box", "--", "pwd"]), "/tmp\n");
+    let hostname = s.ok(&["exec", "box", "--", "hostname"]);
+    assert_eq!(hostname.trim(), "box");
+
+    // stdin, to its end.
+    let out = s.kubectl_stdin(
+        &[
+            "exec",
+            "-i",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "cat > /tmp/in; wc -c < /tmp/in",
+        ],
+        "hello from stdin\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "17");
+
+    // A missing program is an error, not a hang.
+    let out = s.kubectl(&["exec", "box", "--", "no-such-program"]);
+    assert!(!out.status.success(), "{out:?}");
+
+    // kubectl cp, both ways (tar through exec).
+    let local = s.write("upload.txt", "copied in\n");
+    s.ok(&[
+        "cp",
+        local.to_str().expect("utf-8 path"),
+        "box:/tmp/upload.txt",
+    ]);
+    assert_eq!(
+        s.ok(&["exec", "box", "--", "cat", "/tmp/upload.txt"]),
+        "copied in\n"
+    );
+    s.ok(&[
+        "exec",
+        "box",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /tmp/d && echo made inside > /tmp/d/f",
+    ]);
+    let back = s.path().join("back");
+    s.ok(&["cp", "box:/tmp/d", back.to_str().expect("utf-8 path")]);
+    assert_eq!(
+        std::fs::read_to_string(back.join("f")).expect("copied out"),
+        "made inside\n"
+    );
+
+    // A terminal: `kubectl exec -it` under a pty.
+    let out = s.kubectl_on_terminal("exec -it box -- sh -c 'tty; echo $((6*7))'");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("/dev/pts/"), "a tty in the container: {text}");
+    assert!(text.contains("42"), "{text}");
+
+    s.ok(&["delete", "pod", "box", "--wait=true"]);
+}

@@ -53,6 +53,29 @@ pub struct NodeContext {
     pub recorder: Recorder,
 }
 
+impl NodeContext {
+    /// The id of the running container `name` of pod `uid` (its latest attempt), for
+    /// exec and port-forward; kubelet's message when there is none.
+    pub async fn running_container(&self, uid: &str, name: &str) -> Result<String, String> {
+        let ids: Vec<String> = self
+            .runtime
+            .ids()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|id| {
+                plan::parse_container_id(id).is_some_and(|(u, n, _)| u == uid && n == name)
+            })
+            .collect();
+        let states = self.runtime.states(ids).await.map_err(|e| e.to_string())?;
+        states
+            .into_iter()
+            .filter(|s| s.status == crate::runtime::Status::Running)
+            .max_by_key(|s| plan::parse_container_id(&s.id).map(|(_, _, a)| a))
+            .map(|s| s.id)
+            .ok_or_else(|| format!("container not found ({name:?})"))
+    }
+}
+
 /// Messages to a worker.
 #[derive(Debug)]
 pub enum Wake {
