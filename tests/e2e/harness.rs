@@ -71,6 +71,28 @@ impl Server {
             .status()
             .expect("run ip link");
         assert!(status.success(), "bringing lo up in {netns} failed");
+        // The machine's own network card and address (one end of a veth pair whose other
+        // end stays in the namespace too): the node's IP, where pods reach the API
+        // server as on a real machine.
+        let route = "route add default via 192.168.77.1 dev eth0";
+        for args in [
+            "link add eth0 type veth peer name uplink",
+            "addr add 192.168.77.10/24 dev eth0",
+            "link set uplink up",
+            "link set eth0 up",
+            route,
+        ] {
+            let ok = Command::new("ip")
+                .arg("-n")
+                .arg(&netns)
+                .args(args.split(' '))
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("ip").args(["netns", "del", &netns]).status();
+                panic!("ip -n {netns} {args} failed");
+            }
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         std::fs::write(dir.path().join("config.yaml"), "").expect("config file");
@@ -88,8 +110,58 @@ impl Server {
             simulators: Default::default(),
             netns: Some(netns),
         };
+        s.make_mount_namespace();
         s.spawn();
         s
+    }
+
+    /// Where node tests keep their mount namespaces: a private bind mount of its own
+    /// (a namespace file can only be bound on a mount that does not propagate).
+    const MOUNT_NAMESPACES: &'static str = "/run/skiff-e2e-mnt";
+
+    fn mount_namespace(&self) -> Option<PathBuf> {
+        self.netns
+            .as_ref()
+            .map(|ns| Path::new(Self::MOUNT_NAMESPACES).join(ns))
+    }
+
+    /// The node's private mount namespace, kept (bound on a file) across server
+    /// restarts, so that the mounts of running containers (root filesystems, namespace
+    /// files, tmpfs volumes) are there for the restarted server, as on a real machine,
+    /// and all go away with the namespace when the test ends.
+    fn make_mount_namespace(&self) {
+        static PRIVATE_DIR: std::sync::Once = std::sync::Once::new();
+        PRIVATE_DIR.call_once(|| {
+            let dir = Self::MOUNT_NAMESPACES;
+            std::fs::create_dir_all(dir).expect("mount namespaces dir");
+            let mounted = Command::new("mountpoint")
+                .args(["-q", dir])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !mounted {
+                let ok = Command::new("mount")
+                    .args(["--bind", dir, dir])
+                    .status()
+                    .is_ok_and(|s| s.success())
+                    && Command::new("mount")
+                        .args(["--make-private", dir])
+                        .status()
+                        .is_ok_and(|s| s.success());
+                assert!(ok, "making {dir} a private mount failed");
+            }
+        });
+        let file = self.mount_namespace().expect("a node test");
+        std::fs::write(&file, "").expect("mount namespace file");
+        let status = Command::new("unshare")
+            .arg(format!("--mount={}", file.display()))
+            .args(["--propagation", "private", "true"])
+            .status()
+            .expect("run unshare");
+        assert!(
+            status.success(),
+            "unshare --mount={} failed",
+            file.display()
+        );
     }
 
     /// `program` run inside the node's network namespace when there is one (only the
@@ -106,20 +178,39 @@ impl Server {
         }
     }
 
-    /// The server of a node test: in the node's network namespace, and in a private mount
-    /// namespace so its mounts (root filesystems, namespace files, tmpfs volumes) go away
-    /// with its processes.
+    /// The server of a node test: in the node's network and mount namespaces.
     fn server_cmd(&self) -> Command {
-        match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("unshare");
-                c.args(["--mount", "--propagation", "private", "nsenter"])
+        match (&self.netns, self.mount_namespace()) {
+            (Some(ns), Some(mnt)) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--mount={}", mnt.display()))
                     .arg(format!("--net=/run/netns/{ns}"))
                     .arg(skiff_bin());
                 c
             }
-            None => Command::new(skiff_bin()),
+            _ => Command::new(skiff_bin()),
         }
+    }
+
+    /// The mount table the node's server and containers see (`/proc/self/mountinfo`).
+    pub fn node_mounts(&self) -> String {
+        let mnt = self.mount_namespace().expect("a node test");
+        let out = Command::new("nsenter")
+            .arg(format!("--mount={}", mnt.display()))
+            .args(["cat", "/proc/self/mountinfo"])
+            .output()
+            .expect("run nsenter");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run `program` in the node's network namespace (e.g. `ip`).
+    pub fn in_node(&self, program: &str, args: &[&str]) -> String {
+        let out = self
+            .in_netns(program)
+            .args(args)
+            .output()
+            .expect("run in the node");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -140,14 +231,23 @@ impl Server {
         let child = cmd
             .arg("--data-dir")
             .arg(self.data_dir())
-            .arg("--bind-address=127.0.0.1")
+            // A node's server is alone in its network namespace: it listens on every
+            // address there, so that its pods reach it.
+            .arg(if self.netns.is_some() {
+                "--bind-address=0.0.0.0"
+            } else {
+                "--bind-address=127.0.0.1"
+            })
             .arg(format!("--https-listen-port={}", self.port))
             .arg("--write-kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--config")
             .arg(self.dir.path().join("config.yaml"))
             .args(&self.extra_args)
-            .env("SKIFF_LOG", "info")
+            .env(
+                "SKIFF_LOG",
+                std::env::var("E2E_SKIFF_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
@@ -181,6 +281,11 @@ impl Server {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The API server's port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn pid(&self) -> u32 {
@@ -411,7 +516,10 @@ impl Server {
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
-            .env("SKIFF_LOG", "info")
+            .env(
+                "SKIFF_LOG",
+                std::env::var("E2E_SKIFF_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
@@ -511,8 +619,14 @@ impl Drop for Server {
                 let _ = c.wait();
             }
         }
-        if let Some(ns) = self.netns.take() {
+        if let Some(mnt) = self.mount_namespace() {
             self.remove_node_leftovers();
+            // Unbinding the file ends the namespace (no process is left in it) and with it
+            // every mount made inside.
+            let _ = Command::new("umount").arg(&mnt).status();
+            let _ = std::fs::remove_file(&mnt);
+        }
+        if let Some(ns) = self.netns.take() {
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
     }

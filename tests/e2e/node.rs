@@ -178,13 +178,14 @@ spec:
         (n == 0).then_some(())
     });
     let netns = s.data_dir().join("agent/net/netns");
-    let left: Vec<_> = std::fs::read_dir(&netns)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(left.is_empty(), "network namespaces left: {left:?}");
+    eventually(20, "the pod's network namespace is removed", || {
+        let left = std::fs::read_dir(&netns)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .count();
+        (left == 0).then_some(())
+    });
     let uid_cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup/memory/skiff")
         .into_iter()
         .flatten()
@@ -348,4 +349,277 @@ spec:
     assert!(text.contains("42"), "{text}");
 
     s.ok(&["delete", "pod", "box", "--wait=true"]);
+}
+
+fn jsonpath(s: &Server, pod: &str, path: &str) -> String {
+    s.ok(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
+}
+
+#[test]
+fn containers_of_a_pod_share_localhost_and_a_pod_calls_the_api_with_its_token() {
+    let s = node();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: duo}}
+spec:
+  containers:
+  - name: web
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && echo hello over localhost > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"]
+  - name: client
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    env:
+    - name: KUBERNETES_SERVICE_HOST
+      valueFrom: {{fieldRef: {{fieldPath: status.hostIP}}}}
+    - name: KUBERNETES_SERVICE_PORT
+      value: "{port}"
+    - name: HOME
+      value: /tmp
+    volumeMounts:
+    - {{name: kubectl, mountPath: /opt/kubectl, readOnly: true}}
+  volumes:
+  - name: kubectl
+    hostPath: {{path: /usr/bin/kubectl, type: File}}
+"#,
+            port = s.port()
+        ),
+    );
+    eventually(60, "both containers run", || {
+        (jsonpath(
+            &s,
+            "duo",
+            "{.status.containerStatuses[*].state.running.startedAt}",
+        )
+        .split(' ')
+        .filter(|t| !t.is_empty())
+        .count()
+            == 2)
+            .then_some(())
+    });
+    // The web server listens on 127.0.0.1 only: the client reaches it over the pod's
+    // shared loopback.
+    let page = eventually(30, "the client fetches the page over localhost", || {
+        let out = s.kubectl(&[
+            "exec",
+            "duo",
+            "-c",
+            "client",
+            "--",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:8080/",
+        ]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert_eq!(page, "hello over localhost\n");
+
+    // The service-account token, CA and namespace, and a call to the API with them.
+    let ns = s.ok(&[
+        "exec",
+        "duo",
+        "-c",
+        "client",
+        "--",
+        "cat",
+        "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+    ]);
+    assert_eq!(ns, "default");
+    // kubectl inside the pod (the host's static binary, through a hostPath volume) finds
+    // the API with the in-cluster config: the service env (pointed at the node, as
+    // skiff has no service proxy yet), the token and the CA of the service-account volume.
+    let pods = s.ok(&[
+        "exec",
+        "duo",
+        "-c",
+        "client",
+        "--",
+        "/opt/kubectl",
+        "get",
+        "pods",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(pods, "pod/duo\n");
+    let who = s.ok(&[
+        "exec",
+        "duo",
+        "-c",
+        "client",
+        "--",
+        "/opt/kubectl",
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(who, "system:serviceaccount:default:default");
+    // Without the token the API refuses.
+    let anon = s.kubectl(&[
+        "exec",
+        "duo",
+        "-c",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        "/opt/kubectl get pods --token=not-a-token",
+    ]);
+    assert!(!anon.status.success(), "{anon:?}");
+    assert!(
+        String::from_utf8_lossy(&anon.stderr).contains("Unauthorized"),
+        "{anon:?}"
+    );
+
+    // Force deletion removes the pod at once, and the node cleans up.
+    let uid = jsonpath(&s, "duo", "{.metadata.uid}");
+    let started = Instant::now();
+    s.ok(&["delete", "pod", "duo", "--force", "--grace-period=0"]);
+    assert!(s.ok(&["get", "pods", "-o", "name"]).trim().is_empty());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    eventually(30, "the node removed the pod's containers", || {
+        (!s.node_mounts().contains(&uid) && containers_of(&s, &uid).is_empty()).then_some(())
+    });
+}
+
+/// The runtime's containers of pod `uid` (state dirs under the agent's run dir).
+fn containers_of(s: &Server, uid: &str) -> Vec<String> {
+    std::fs::read_dir(s.data_dir().join("agent/run/containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|id| id.starts_with(uid))
+        .collect()
+}
+
+/// `skiff shim` processes of this node's containers.
+fn shims_of(s: &Server) -> Vec<u32> {
+    let data = s.data_dir().canonicalize().expect("data dir");
+    let data = data.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains(" shim ") && cmd.contains(&data)).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn restarting_skiff_leaves_containers_running_and_deleted_pods_leave_nothing() {
+    let mut s = node();
+    s.ok(&[
+        "run",
+        "keeper",
+        "--image",
+        IMAGE,
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do echo tick; sleep 1; done",
+    ]);
+    s.ok(&[
+        "run",
+        "quitter",
+        "--image",
+        IMAGE,
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "sleep 6; exit 7",
+    ]);
+    eventually(60, "both pods run", || {
+        (phase(&s, "keeper") == "Running" && phase(&s, "quitter") == "Running").then_some(())
+    });
+    let uids = [
+        jsonpath(&s, "keeper", "{.metadata.uid}"),
+        jsonpath(&s, "quitter", "{.metadata.uid}"),
+    ];
+    let keeper_id = jsonpath(&s, "keeper", "{.status.containerStatuses[0].containerID}");
+    let keeper_ip = jsonpath(&s, "keeper", "{.status.podIP}");
+    let shims = shims_of(&s);
+    assert_eq!(shims.len(), 2, "one shim per container: {shims:?}");
+
+    // skiff crashes; the quitter exits while it is down.
+    s.kill();
+    std::thread::sleep(Duration::from_secs(8));
+    for pid in &shims {
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "shim {pid} outlived skiff"
+        );
+    }
+    s.restart();
+
+    eventually(60, "the quitter's exit is reported", || {
+        (phase(&s, "quitter") == "Failed").then_some(())
+    });
+    assert_eq!(
+        jsonpath(
+            &s,
+            "quitter",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "7"
+    );
+    // The keeper ran on: the same container, no restart, the same address.
+    assert_eq!(phase(&s, "keeper"), "Running");
+    assert_eq!(
+        jsonpath(&s, "keeper", "{.status.containerStatuses[0].containerID}"),
+        keeper_id
+    );
+    assert_eq!(
+        jsonpath(&s, "keeper", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    assert_eq!(jsonpath(&s, "keeper", "{.status.podIP}"), keeper_ip);
+    assert_eq!(s.ok(&["exec", "keeper", "--", "echo", "alive"]), "alive\n");
+
+    // Deleted pods leave no shim, container, cgroup, mount, namespace file or veth.
+    s.ok(&["delete", "pod", "keeper", "quitter", "--wait=true"]);
+    eventually(30, "every shim is gone", || {
+        shims_of(&s).is_empty().then_some(())
+    });
+    for uid in &uids {
+        eventually(20, "the pod's mounts are gone", || {
+            let mounts: Vec<String> = s
+                .node_mounts()
+                .lines()
+                .filter(|l| l.contains(uid.as_str()))
+                .map(str::to_string)
+                .collect();
+            mounts.is_empty().then_some(())
+        });
+        assert!(
+            containers_of(&s, uid).is_empty(),
+            "containers of {uid} remain"
+        );
+        assert!(
+            !s.data_dir().join("agent/net/netns").join(uid).exists(),
+            "the netns file of {uid} remains"
+        );
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .expect("cgroups")
+            .flatten()
+        {
+            let pod = h.path().join("skiff").join(format!("pod{uid}"));
+            assert!(!pod.exists(), "cgroup {} remains", pod.display());
+        }
+    }
+    let links = s.in_node("ip", &["-o", "link", "show"]);
+    assert!(!links.contains("veth"), "no veth remains:\n{links}");
 }
