@@ -29,8 +29,11 @@ pub struct Known {
     pub waiting: BTreeMap<String, Waiting>,
     /// imageID of each container's image, by container name.
     pub image_ids: BTreeMap<String, String>,
-    /// Readiness probe results by container name (no entry: no probe, ready when running).
+    /// Readiness by container name, from the probes (no entry: ready when running).
     pub readiness: BTreeMap<String, bool>,
+    /// Whether the startup probe let a running container count as started, by name (no
+    /// entry: started when running).
+    pub started: BTreeMap<String, bool>,
 }
 
 fn time(t: Option<DateTime<Utc>>) -> Option<Time> {
@@ -102,7 +105,8 @@ fn container_status(c: &Container, attempts: &[Attempt], known: &Known) -> Conta
         ),
     };
     let running = waiting.is_none() && last.is_some_and(Attempt::running);
-    let ready = running && known.readiness.get(&c.name).copied().unwrap_or(true);
+    let started = running && known.started.get(&c.name).copied().unwrap_or(true);
+    let ready = started && known.readiness.get(&c.name).copied().unwrap_or(true);
     ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
@@ -112,7 +116,7 @@ fn container_status(c: &Container, attempts: &[Attempt], known: &Known) -> Conta
         last_state: Some(last_state.unwrap_or_default()),
         ready,
         restart_count: last.map_or(0, |a| a.attempt as i32),
-        started: Some(running),
+        started: Some(started),
         ..Default::default()
     }
 }
