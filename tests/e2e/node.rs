@@ -256,6 +256,7 @@ spec:
     ports: [{{name: web, containerPort: 8081}}]
     livenessProbe:
       tcpSocket: {{port: web}}
+      initialDelaySeconds: 2
       periodSeconds: 1
       failureThreshold: 1
 "#
