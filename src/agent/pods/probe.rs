@@ -18,8 +18,9 @@
 //! readiness starts false, liveness and readiness wait for the startup probe; a failed
 //! liveness or startup probe stops probing until the container is replaced; a probe
 //! that errors (not a failure: an unknown port name, an unsupported handler) is thrown
-//! away with an event. HTTP probes follow no redirects (kubelet follows same-host ones);
-//! HTTPS and gRPC probes are not supported yet and error clearly.
+//! away with an event. HTTPS does not verify the server's certificate (as kubelet). HTTP
+//! probes follow no redirects (kubelet follows same-host ones); gRPC probes are not
+//! supported yet and error clearly.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -297,24 +298,97 @@ fn dial_error(authority: &str, e: &std::io::Error) -> String {
     format!("dial tcp {authority}: {what}")
 }
 
-/// One HTTP GET; the response's status code. Errors carry Go's wording, as kubelet's
-/// events show them.
+/// Accepts any server certificate (kubelet's probes and hooks skip verification), but
+/// still checks the handshake's signatures.
+#[derive(Debug)]
+struct SkipVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for SkipVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn insecure_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(SkipVerification(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Send `request` over `io` (HTTP/1.1); the response's status code.
+async fn send<IO>(io: IO, request: http::Request<Empty<Bytes>>) -> Result<u16, String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(conn);
+    let answer = sender.send_request(request).await;
+    driver.abort();
+    answer
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
+/// One HTTP(S) GET; the response's status code. Errors carry Go's wording, as kubelet's
+/// events show them. HTTPS does not verify the server's certificate (as kubelet).
 async fn http_get(target: &HttpTarget, timeout: Duration) -> Result<u16, String> {
     let url = target.url();
-    if !target.scheme.eq_ignore_ascii_case("http") {
+    let https = target.scheme.eq_ignore_ascii_case("https");
+    if !https && !target.scheme.eq_ignore_ascii_case("http") {
         return Err(format!(
-            "{} probes and hooks are not supported by skiff yet",
-            target.scheme.to_ascii_uppercase()
+            "Get {url:?}: unsupported protocol scheme {:?}",
+            target.scheme
         ));
     }
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(|e| format!("Get {url:?}: {}", dial_error(&target.authority(), &e)))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("Get {url:?}: {e}"))?;
-        let driver = tokio::spawn(conn);
         let mut request = http::Request::get(target.path.as_str());
         for (name, value) in &target.headers {
             let (Ok(n), Ok(v)) = (
@@ -329,11 +403,24 @@ async fn http_get(target: &HttpTarget, timeout: Duration) -> Result<u16, String>
         let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("Get {url:?}: {e}"))?;
-        let answer = sender.send_request(request).await;
-        driver.abort();
-        answer
-            .map(|r| r.status().as_u16())
-            .map_err(|e| format!("Get {url:?}: {e}"))
+        let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(|e| format!("Get {url:?}: {}", dial_error(&target.authority(), &e)))?;
+        let answer = if https {
+            let name = match target.host.parse::<std::net::IpAddr>() {
+                Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
+                Err(_) => rustls::pki_types::ServerName::try_from(target.host.clone())
+                    .map_err(|e| format!("Get {url:?}: {e}"))?,
+            };
+            let tls = tokio_rustls::TlsConnector::from(insecure_tls()?)
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("Get {url:?}: {e}"))?;
+            send(TokioIo::new(tls), request).await
+        } else {
+            send(TokioIo::new(stream), request).await
+        };
+        answer.map_err(|e| format!("Get {url:?}: {e}"))
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(r) => r,
@@ -392,11 +479,8 @@ async fn run_probe(env: &ProbeEnv, p: &Probe, timeout: Duration) -> Outcome {
             Ok(t) => t,
             Err(e) => return Outcome::Error(e),
         };
-        if !target.scheme.eq_ignore_ascii_case("http") {
-            return Outcome::Error(format!(
-                "{} probes are not supported by skiff yet",
-                target.scheme.to_ascii_uppercase()
-            ));
+        if !["http", "https"].contains(&target.scheme.to_ascii_lowercase().as_str()) {
+            return Outcome::Error(format!("unsupported scheme {:?}", target.scheme));
         }
         return match http_get(&target, timeout).await {
             Ok(status) => http_outcome(status),
@@ -896,6 +980,111 @@ mod tests {
             resolve_port(&IntOrString::String("9090".into()), &c),
             Ok(9090)
         );
+    }
+
+    /// A server on 127.0.0.1 that answers one request with `status`; the request's text.
+    async fn answer_once(
+        status: u16,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> (u16, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let served = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+            impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+            let mut stream: Box<dyn Io> = match tls {
+                Some(acceptor) => Box::new(acceptor.accept(stream).await.expect("tls accept")),
+                None => Box::new(stream),
+            };
+            let mut buf = vec![0u8; 4096];
+            let n = stream.read(&mut buf).await.expect("read");
+            let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+            stream.write_all(reply.as_bytes()).await.expect("write");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (port, served)
+    }
+
+    fn target(scheme: &str, port: u16) -> HttpTarget {
+        let action: HTTPGetAction = serde_json::from_value(serde_json::json!({
+            "port": port, "path": "/healthz", "scheme": scheme
+        }))
+        .expect("action");
+        http_target(
+            &action,
+            &Container::default(),
+            "127.0.0.1",
+            "kube-probe/1.32",
+        )
+        .expect("target")
+    }
+
+    #[tokio::test]
+    async fn http_probes_send_kubelets_headers_and_read_the_status() {
+        let (port, served) = answer_once(503, None).await;
+        let status = http_get(&target("HTTP", port), Duration::from_secs(5)).await;
+        assert_eq!(status, Ok(503));
+        let request = served.await.expect("server");
+        assert!(
+            request.starts_with("GET /healthz HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("User-Agent: kube-probe/1.32\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains(&format!("Host: 127.0.0.1:{port}\r\n")),
+            "{request}"
+        );
+
+        // Nothing listens there any more.
+        let refused = http_get(&target("HTTP", port), Duration::from_secs(5))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            refused,
+            format!(
+                "Get \"http://127.0.0.1:{port}/healthz\": dial tcp 127.0.0.1:{port}: connect: connection refused"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn https_probes_skip_certificate_verification() {
+        let key = rcgen::generate_simple_self_signed(vec!["probe.test".into()]).expect("cert");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![key.cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.key_pair.serialize_der().into()),
+            )
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (port, served) = answer_once(204, Some(acceptor)).await;
+        let status = http_get(&target("HTTPS", port), Duration::from_secs(5)).await;
+        assert_eq!(status, Ok(204));
+        assert!(served.await.expect("server").starts_with("GET /healthz"));
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_the_probe_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let err = http_get(&target("HTTP", port), Duration::from_millis(300))
+            .await
+            .expect_err("timeout");
+        assert!(err.contains("context deadline exceeded"), "{err}");
+        drop(listener);
     }
 
     fn running(name: &str, n: u32) -> Attempt {

@@ -419,6 +419,43 @@ mod tests {
     }
 
     #[test]
+    fn probes_hold_back_started_and_ready() {
+        let observed: Observed = [
+            (
+                "init".to_string(),
+                vec![attempt("init", 0, Some((0, false)))],
+            ),
+            ("app".to_string(), vec![attempt("app", 0, None)]),
+        ]
+        .into();
+        let mut known = Known {
+            sandbox_ready: true,
+            // The readiness probe passed, but the startup probe has not yet.
+            readiness: [("app".to_string(), true)].into(),
+            started: [("app".to_string(), false)].into(),
+            ..Default::default()
+        };
+        let s = pod_status(&pod("Always"), &observed, true, &known, at(10));
+        let app = &s.container_statuses.as_ref().expect("statuses")[0];
+        assert_eq!((app.started, app.ready), (Some(false), false));
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "ContainersReady").status, "False");
+        known.started.insert("app".into(), true);
+        known.readiness.insert("app".into(), false);
+        let s = pod_status(&pod("Always"), &observed, true, &known, at(11));
+        let app = &s.container_statuses.as_ref().expect("statuses")[0];
+        assert_eq!((app.started, app.ready), (Some(true), false));
+        assert_eq!(
+            cond(&s, "Ready").message.as_deref(),
+            Some("containers with unready status: [app]")
+        );
+        known.readiness.insert("app".into(), true);
+        let s = pod_status(&pod("Always"), &observed, true, &known, at(12));
+        assert_eq!(cond(&s, "Ready").status, "True");
+        assert_eq!(cond(&s, "ContainersReady").status, "True");
+    }
+
+    #[test]
     fn a_pod_waiting_for_its_init_container_is_not_initialized() {
         let observed: Observed = [("init".to_string(), vec![attempt("init", 0, None)])].into();
         let s = pod_status(&pod("Always"), &observed, false, &Known::default(), at(1));
