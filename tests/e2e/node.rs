@@ -623,3 +623,263 @@ fn restarting_skiff_leaves_containers_running_and_deleted_pods_leave_nothing() {
     let links = s.in_node("ip", &["-o", "link", "show"]);
     assert!(!links.contains("veth"), "no veth remains:\n{links}");
 }
+
+#[test]
+fn a_failing_liveness_probe_restarts_the_container() {
+    let s = node();
+    // `sick` serves nothing at /healthz (404); `well` answers its TCP probe. httpd as
+    // PID 1 ignores SIGTERM: only the probe's own 1 s grace period (the pod's is 30 s)
+    // lets the restart come quickly.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: live
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: sick
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir -p /www; exec httpd -f -p 8080 -h /www"]
+    livenessProbe:
+      httpGet: {{path: /healthz, port: 8080}}
+      periodSeconds: 1
+      failureThreshold: 2
+      terminationGracePeriodSeconds: 1
+  - name: well
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir -p /www; exec httpd -f -p 8081 -h /www"]
+    ports: [{{name: web, containerPort: 8081}}]
+    livenessProbe:
+      tcpSocket: {{port: web}}
+      initialDelaySeconds: 2
+      periodSeconds: 1
+      failureThreshold: 1
+"#
+        ),
+    );
+    let counts = |s: &Server| {
+        s.ok(&[
+            "get",
+            "pod",
+            "live",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}/{.status.containerStatuses[1].restartCount}",
+        ])
+    };
+    let started = Instant::now();
+    eventually(
+        45,
+        "the sick container restarted after its liveness kill",
+        || {
+            let sick = counts(&s).split('/').next()?.parse::<u32>().ok()?;
+            (sick >= 1).then_some(())
+        },
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the probe's grace period was used, not the pod's ({:?})",
+        started.elapsed()
+    );
+    let last = s.ok(&[
+        "get",
+        "pod",
+        "live",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}",
+    ]);
+    assert_eq!(last, "137", "httpd ignored SIGTERM and was killed");
+    let describe = eventually(20, "the probe's events", || {
+        let d = s.ok(&["describe", "pod", "live"]);
+        (d.contains("Killing") && d.contains("Unhealthy")).then_some(d)
+    });
+    assert!(
+        describe.contains("Liveness probe failed: HTTP probe failed with statuscode: 404"),
+        "{describe}"
+    );
+    assert!(
+        describe.contains("Container sick failed liveness probe, will be restarted"),
+        "{describe}"
+    );
+    // The healthy container's probe passes: it never restarted.
+    let well = counts(&s);
+    assert!(well.ends_with("/0"), "restart counts sick/well: {well}");
+    s.ok(&["delete", "pod", "live", "--grace-period=0", "--force"]);
+}
+
+#[test]
+fn readiness_gates_the_ready_condition_and_the_service_endpoints() {
+    let s = node();
+    // Ready from 8 s after the start until 16 s, then unready again.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: gated
+  labels: {{app: gated}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir /www; (sleep 8; echo ok > /www/ready; sleep 8; rm /www/ready) & exec httpd -f -p 8080 -h /www"]
+    ports: [{{name: http, containerPort: 8080}}]
+    readinessProbe:
+      httpGet: {{path: /ready, port: http}}
+      periodSeconds: 1
+      failureThreshold: 2
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: gated
+spec:
+  selector: {{app: gated}}
+  ports: [{{port: 80, targetPort: http}}]
+"#
+        ),
+    );
+    let view = |s: &Server| {
+        s.ok(&[
+            "get",
+            "pod",
+            "gated",
+            "-o",
+            "jsonpath={.status.phase}/{.status.containerStatuses[0].ready}/{.status.conditions[?(@.type==\"Ready\")].status}/{.status.podIP}",
+        ])
+    };
+    let endpoints = |s: &Server| {
+        s.ok(&[
+            "get",
+            "endpoints",
+            "gated",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip}/{.subsets[0].notReadyAddresses[*].ip}",
+        ])
+    };
+    let ip = eventually(30, "the pod Running but not ready", || {
+        let v = view(&s);
+        let parts: Vec<&str> = v.split('/').collect();
+        (parts.len() == 4 && parts[0] == "Running" && parts[1] == "false" && parts[2] == "False")
+            .then(|| parts[3].to_string())
+    });
+    let table = s.ok(&["get", "pod", "gated", "--no-headers"]);
+    assert!(table.contains("0/1"), "{table}");
+    eventually(10, "the unready address in the endpoints", || {
+        (endpoints(&s) == format!("/{ip}")).then_some(())
+    });
+    eventually(30, "the pod ready once /ready exists", || {
+        let v = view(&s);
+        v.starts_with("Running/true/True/").then_some(())
+    });
+    let table = s.ok(&["get", "pod", "gated", "--no-headers"]);
+    assert!(table.contains("1/1"), "{table}");
+    eventually(10, "the ready address in the endpoints", || {
+        (endpoints(&s) == format!("{ip}/")).then_some(())
+    });
+    eventually(30, "the pod unready again once /ready is gone", || {
+        view(&s).starts_with("Running/false/False/").then_some(())
+    });
+    eventually(10, "the address back among the unready ones", || {
+        (endpoints(&s) == format!("/{ip}")).then_some(())
+    });
+    let describe = s.ok(&["describe", "pod", "gated"]);
+    assert!(
+        describe.contains("Readiness probe failed: HTTP probe failed with statuscode: 404"),
+        "{describe}"
+    );
+    let restarts = s.ok(&[
+        "get",
+        "pod",
+        "gated",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}",
+    ]);
+    assert_eq!(restarts, "0", "readiness never restarts a container");
+    s.ok(&["delete", "pod", "gated", "--grace-period=0", "--force"]);
+}
+
+#[test]
+fn lifecycle_hooks_run_around_the_container() {
+    let s = node();
+    // preStop sleeps 3 s before the SIGTERM that ends the container at once; a postStart
+    // hook that reaches nothing kills its container.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: stopper
+spec:
+  terminationGracePeriodSeconds: 20
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 1; done"]
+    lifecycle:
+      preStop:
+        sleep: {{seconds: 3}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: badhook
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    lifecycle:
+      postStart:
+        httpGet: {{path: /started, port: 9999}}
+"#
+        ),
+    );
+    eventually(60, "stopper is running", || {
+        (phase(&s, "stopper") == "Running").then_some(())
+    });
+    let describe = eventually(30, "the failed postStart hook", || {
+        let d = s.ok(&["describe", "pod", "badhook"]);
+        d.contains("FailedPostStartHook").then_some(d)
+    });
+    assert!(
+        describe.contains(
+            "HTTP lifecycle hook (/started) for Container \"app\" in Pod \"badhook_default("
+        ),
+        "{describe}"
+    );
+    assert!(describe.contains("connection refused"), "{describe}");
+    eventually(
+        30,
+        "the badhook container stopped after its hook failed",
+        || {
+            let last = s.ok(&[
+            "get",
+            "pod",
+            "badhook",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].lastState.terminated.reason}{.status.containerStatuses[0].state.terminated.reason}",
+        ]);
+            (!last.is_empty()).then_some(())
+        },
+    );
+
+    let started = Instant::now();
+    s.ok(&["delete", "pod", "stopper", "--wait=true", "--timeout=60s"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "the preStop sleep ran before SIGTERM (deletion took {took:?})"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "SIGTERM followed the hook, long before the grace period ran out ({took:?})"
+    );
+    s.ok(&["delete", "pod", "badhook", "--grace-period=0", "--force"]);
+}

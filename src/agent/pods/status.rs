@@ -29,8 +29,11 @@ pub struct Known {
     pub waiting: BTreeMap<String, Waiting>,
     /// imageID of each container's image, by container name.
     pub image_ids: BTreeMap<String, String>,
-    /// Readiness probe results by container name (no entry: no probe, ready when running).
+    /// Readiness by container name, from the probes (no entry: ready when running).
     pub readiness: BTreeMap<String, bool>,
+    /// Whether the startup probe let a running container count as started, by name (no
+    /// entry: started when running).
+    pub started: BTreeMap<String, bool>,
 }
 
 fn time(t: Option<DateTime<Utc>>) -> Option<Time> {
@@ -102,7 +105,8 @@ fn container_status(c: &Container, attempts: &[Attempt], known: &Known) -> Conta
         ),
     };
     let running = waiting.is_none() && last.is_some_and(Attempt::running);
-    let ready = running && known.readiness.get(&c.name).copied().unwrap_or(true);
+    let started = running && known.started.get(&c.name).copied().unwrap_or(true);
+    let ready = started && known.readiness.get(&c.name).copied().unwrap_or(true);
     ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
@@ -112,7 +116,7 @@ fn container_status(c: &Container, attempts: &[Attempt], known: &Known) -> Conta
         last_state: Some(last_state.unwrap_or_default()),
         ready,
         restart_count: last.map_or(0, |a| a.attempt as i32),
-        started: Some(running),
+        started: Some(started),
         ..Default::default()
     }
 }
@@ -412,6 +416,43 @@ mod tests {
             ready.message.as_deref(),
             Some("containers with unready status: [app]")
         );
+    }
+
+    #[test]
+    fn probes_hold_back_started_and_ready() {
+        let observed: Observed = [
+            (
+                "init".to_string(),
+                vec![attempt("init", 0, Some((0, false)))],
+            ),
+            ("app".to_string(), vec![attempt("app", 0, None)]),
+        ]
+        .into();
+        let mut known = Known {
+            sandbox_ready: true,
+            // The readiness probe passed, but the startup probe has not yet.
+            readiness: [("app".to_string(), true)].into(),
+            started: [("app".to_string(), false)].into(),
+            ..Default::default()
+        };
+        let s = pod_status(&pod("Always"), &observed, true, &known, at(10));
+        let app = &s.container_statuses.as_ref().expect("statuses")[0];
+        assert_eq!((app.started, app.ready), (Some(false), false));
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "ContainersReady").status, "False");
+        known.started.insert("app".into(), true);
+        known.readiness.insert("app".into(), false);
+        let s = pod_status(&pod("Always"), &observed, true, &known, at(11));
+        let app = &s.container_statuses.as_ref().expect("statuses")[0];
+        assert_eq!((app.started, app.ready), (Some(true), false));
+        assert_eq!(
+            cond(&s, "Ready").message.as_deref(),
+            Some("containers with unready status: [app]")
+        );
+        known.readiness.insert("app".into(), true);
+        let s = pod_status(&pod("Always"), &observed, true, &known, at(12));
+        assert_eq!(cond(&s, "Ready").status, "True");
+        assert_eq!(cond(&s, "ContainersReady").status, "True");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::containerspec::{self, ConfigError, ImageDefaults, Inputs, Sandbox};
 use super::plan::{self, Action, Attempt, Observed, Waiting};
+use super::probe::{self, Hook, PodProbes};
 use super::status::{self, Known};
 use super::volumes;
 use crate::client::events::{reference, EventType, Recorder};
@@ -81,6 +82,8 @@ impl NodeContext {
 pub enum Wake {
     /// A container of the pod exited.
     Exited,
+    /// A probe's result changed.
+    Probe,
 }
 
 /// The worker's memory of its pod between syncs.
@@ -98,6 +101,8 @@ struct PodState {
     volume_paths: BTreeMap<String, PathBuf>,
     last_status: Option<serde_json::Value>,
     watched: std::collections::HashSet<String>,
+    /// The probes of the running containers.
+    probes: PodProbes,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -200,6 +205,9 @@ async fn sync(
 ) -> Option<Duration> {
     let uid = uid_of(pod);
     refresh_observed(ctx, &uid, state).await;
+    if kill_unhealthy(ctx, pod, state).await {
+        refresh_observed(ctx, &uid, state).await;
+    }
     let phase = plan::phase(pod, &state.observed);
     let terminal = matches!(phase, "Succeeded" | "Failed")
         && state.observed.values().flatten().all(|a| !a.running());
@@ -286,8 +294,57 @@ async fn sync(
         }
         watch_exits(ctx, state, wake_tx);
     }
+    let pod_ip = state.sandbox.as_ref().map(|s| s.1.clone());
+    state
+        .probes
+        .sync(ctx, pod, &state.observed, pod_ip.as_deref(), wake_tx);
     report(ctx, pod, state, state.sandbox.is_some()).await;
     requeue
+}
+
+/// Kill the running containers whose liveness or startup probe failed (they restart
+/// as `restartPolicy` says, after the usual back-off); whether any was killed.
+async fn kill_unhealthy(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> bool {
+    let failed = state.probes.failed(&state.observed);
+    if failed.is_empty() {
+        return false;
+    }
+    let spec = pod.spec.clone().unwrap_or_default();
+    let restarts = spec.restart_policy.as_deref() != Some("Never");
+    let pod_ip = state.sandbox.as_ref().map(|s| s.1.clone());
+    let kills = failed.iter().map(|f| {
+        let container = spec.containers.iter().find(|c| c.name == f.name);
+        let probe = container.and_then(|c| match f.kind {
+            probe::Kind::Startup => c.startup_probe.as_ref(),
+            _ => c.liveness_probe.as_ref(),
+        });
+        let grace = probe
+            .and_then(|p| p.termination_grace_period_seconds)
+            .or(spec.termination_grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE);
+        let mut message = format!(
+            "Container {} failed {} probe",
+            f.name,
+            f.kind.as_str().to_ascii_lowercase()
+        );
+        if restarts {
+            message.push_str(", will be restarted");
+        }
+        let pod_ip = pod_ip.clone();
+        async move {
+            stop_container(
+                ctx,
+                Some(pod),
+                &f.id,
+                grace,
+                Some(message),
+                pod_ip.as_deref(),
+            )
+            .await
+        }
+    });
+    futures::future::join_all(kills).await;
+    true
 }
 
 fn pod_name(pod: &Pod) -> String {
@@ -854,6 +911,39 @@ async fn start_container(
                     &format!("Started container {name}"),
                 )
                 .await;
+            if let Some(hook) = probe::hook_of(&container, Hook::PostStart) {
+                let pod_ip = state
+                    .sandbox
+                    .as_ref()
+                    .map(|s| s.1.clone())
+                    .unwrap_or_default();
+                if let Err(message) =
+                    probe::run_hook(ctx, pod, &container, &id, hook, &pod_ip).await
+                {
+                    ctx.recorder
+                        .record(
+                            &probe::container_ref(pod, name),
+                            EventType::Warning,
+                            "FailedPostStartHook",
+                            &message,
+                        )
+                        .await;
+                    let grace = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds)
+                        .unwrap_or(DEFAULT_GRACE);
+                    stop_container(
+                        ctx,
+                        Some(pod),
+                        &id,
+                        grace,
+                        Some("FailedPostStartHook".into()),
+                        Some(&pod_ip),
+                    )
+                    .await;
+                }
+            }
             Ok(())
         }
         Err(e) => {
@@ -875,7 +965,7 @@ async fn report(ctx: &NodeContext, pod: &Pod, state: &mut PodState, sandbox_read
     for (k, v) in &state.held {
         waiting.insert(k.clone(), v.clone());
     }
-    let known = Known {
+    let mut known = Known {
         sandbox_ready,
         pod_ip: state.sandbox.as_ref().map(|s| s.1.clone()),
         host_ip: Some(ctx.node_ip.clone()),
@@ -894,7 +984,9 @@ async fn report(ctx: &NodeContext, pod: &Pod, state: &mut PodState, sandbox_read
             })
             .collect(),
         readiness: BTreeMap::new(),
+        started: BTreeMap::new(),
     };
+    (known.started, known.readiness) = state.probes.view(pod, &state.observed);
     let status = status::pod_status(
         pod,
         &state.observed,
@@ -941,31 +1033,12 @@ async fn terminate(
         .filter(|a| a.running())
         .map(|a| a.state.id.clone())
         .collect();
-    if let Some(pod) = pod {
-        for a in state.observed.values().flatten().filter(|a| a.running()) {
-            if let Some((_, name, _)) = plan::parse_container_id(&a.state.id) {
-                ctx.recorder
-                    .record(
-                        &reference(pod),
-                        EventType::Normal,
-                        "Killing",
-                        &format!("Stopping container {name}"),
-                    )
-                    .await;
-            }
-        }
-    }
-    for id in &running {
-        let _ = ctx.runtime.kill(id, libc::SIGTERM).await;
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.max(0) as u64);
-    for id in &running {
-        let waited = tokio::time::timeout_at(deadline, ctx.runtime.wait(id)).await;
-        if waited.is_err() {
-            let _ = ctx.runtime.kill(id, libc::SIGKILL).await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), ctx.runtime.wait(id)).await;
-        }
-    }
+    state.probes.clear();
+    let pod_ip = state.sandbox.as_ref().map(|s| s.1.clone());
+    let stops = running
+        .iter()
+        .map(|id| stop_container(ctx, pod, id, grace, None, pod_ip.as_deref()));
+    futures::future::join_all(stops).await;
     // Final statuses (the terminated states) before the containers go.
     refresh_observed(ctx, uid, state).await;
     if let Some(pod) = pod {
@@ -989,6 +1062,71 @@ async fn terminate(
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => tracing::warn!(pod = %pod_name(pod), error = %e, "deleting the pod object"),
         }
+    }
+}
+
+/// Stop one container as kubelet's `killContainer` does: a `Killing` event (with
+/// `message`, or "Stopping container <name>"), its preStop hook within the grace period
+/// (`FailedPreStopHook` when it fails), SIGTERM, and SIGKILL when the rest of the grace
+/// period (at least 2 s after a hook) has passed. Without the pod (leftovers) only the
+/// signals.
+async fn stop_container(
+    ctx: &NodeContext,
+    pod: Option<&Pod>,
+    id: &str,
+    grace: i64,
+    message: Option<String>,
+    pod_ip: Option<&str>,
+) {
+    let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+    let mut deadline = tokio::time::Instant::now() + grace;
+    let name = plan::parse_container_id(id).map(|(_, n, _)| n.to_string());
+    if let (Some(pod), Some(name)) = (pod, name) {
+        let container = pod
+            .spec
+            .iter()
+            .flat_map(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(s.containers.iter())
+            })
+            .find(|c| c.name == name);
+        ctx.recorder
+            .record(
+                &probe::container_ref(pod, &name),
+                EventType::Normal,
+                "Killing",
+                &message.unwrap_or_else(|| format!("Stopping container {name}")),
+            )
+            .await;
+        if let Some((c, hook)) = container
+            .and_then(|c| Some((c, probe::hook_of(c, Hook::PreStop)?)))
+            .filter(|_| !grace.is_zero())
+        {
+            let ran = tokio::time::timeout_at(
+                deadline,
+                probe::run_hook(ctx, pod, c, id, hook, pod_ip.unwrap_or_default()),
+            )
+            .await;
+            if let Ok(Err(message)) = ran {
+                ctx.recorder
+                    .record(
+                        &probe::container_ref(pod, &name),
+                        EventType::Warning,
+                        "FailedPreStopHook",
+                        &message,
+                    )
+                    .await;
+            }
+            deadline = deadline.max(tokio::time::Instant::now() + probe::MIN_GRACE_AFTER_HOOK);
+        }
+    }
+    let _ = ctx.runtime.kill(id, libc::SIGTERM).await;
+    let waited = tokio::time::timeout_at(deadline, ctx.runtime.wait(id)).await;
+    if waited.is_err() {
+        let _ = ctx.runtime.kill(id, libc::SIGKILL).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), ctx.runtime.wait(id)).await;
     }
 }
 
