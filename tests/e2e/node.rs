@@ -266,6 +266,7 @@ spec:
             _ => None,
         }
     });
+    eprintln!("kubectl top pod busy: {cpu}m {memory}Mi");
     assert!(
         (50..=450).contains(&cpu),
         "a spinning container held to 300m uses about that much: {cpu}m"
@@ -280,6 +281,7 @@ spec:
     // NAME CPU(cores) CPU% MEMORY(bytes) MEMORY%
     let node = s.ok(&["top", "node", "--no-headers"]);
     let cols: Vec<&str> = node.split_whitespace().collect();
+    eprintln!("kubectl top node: {node}");
     assert_eq!(cols.len(), 5, "{node}");
     let node_cpu = top_number(cols[1], "m").unwrap_or(0);
     let node_memory = top_number(cols[3], "Mi").unwrap_or(0);
