@@ -29,6 +29,10 @@ use crate::runtime::{ContainerState, Runtime, Status};
 pub const FIRST_WINDOW: Duration = Duration::from_secs(3);
 
 const NANOS_PER_SECOND: i128 = 1_000_000_000;
+/// The shortest time since its start over which a container first seen gets a CPU rate
+/// (shorter, and one CFS period's burst would look like a whole core); younger ones wait
+/// for the next sample.
+const MIN_FIRST_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// Busy CPU time of the whole machine from `/proc/stat`'s `cpu` line, in clock ticks:
 /// user, nice, system, irq, softirq and steal (guest time is inside user already).
@@ -107,6 +111,7 @@ impl Sampler {
                 Some(&(then, then_ns)) => rate(then, then_ns, now, s.usage.cpu_ns),
                 None => s
                     .started_at
+                    .filter(|started| now - *started >= MIN_FIRST_WINDOW)
                     .and_then(|started| rate(started, 0, now, s.usage.cpu_ns)),
             };
             seen.insert(s.id.clone(), (now, s.usage.cpu_ns));
@@ -319,6 +324,17 @@ mod tests {
         assert!(r.pods.is_empty(), "{r:?}");
         assert_eq!(r.usage["cpu"], "0");
         assert!(!s.containers.contains_key("u1_busy_0"));
+
+        // A container started half a second ago waits for the next sample.
+        let mut young = sample("u3_new_0", "new", "new", 400_000_000, 1 << 20);
+        young.started_at = Some(t(41) - chrono::TimeDelta::milliseconds(500));
+        let r = s.report(t(41), 31_000_000_000, 0, &[young.clone()]);
+        assert!(r.expect("a report").pods.is_empty());
+        young.usage.cpu_ns = 1_900_000_000;
+        let r = s
+            .report(t(56), 31_000_000_000, 0, &[young])
+            .expect("a report");
+        assert_eq!(r.pods[0].containers[0].usage["cpu"], "100m");
     }
 
     #[test]
