@@ -302,6 +302,51 @@ async fn memory_hog_is_oom_killed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_running_container_has_cpu_and_memory_usage_in_its_cgroup() {
+    let env = Env::new("usage");
+    // An 8 MiB string, then a spin held to 200m by the CFS quota.
+    let mut spec = env.spec(
+        "usage",
+        "exec awk 'BEGIN { s = \"x\"; for (i = 0; i < 23; i++) s = s s; while (1) n++ }'",
+    );
+    spec.resources = Resources {
+        cpu_quota: Some(20_000),
+        cpu_period: Some(100_000),
+        memory_limit: Some(64 << 20),
+        ..Resources::default()
+    };
+    env.rt().create_and_start(&spec).await.expect("starts");
+    let hierarchies = cgroup::Hierarchies::read().expect("mount table");
+    let path = spec.cgroups_path();
+    let first = hierarchies
+        .usage(&path)
+        .expect("usage of a running container");
+    let started = Instant::now();
+    let mut last = first;
+    while started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        last = hierarchies
+            .usage(&path)
+            .expect("usage of a running container");
+        if last.working_set_bytes >= 8 << 20 && last.cpu_ns > first.cpu_ns + 100_000_000 {
+            break;
+        }
+    }
+    assert!(
+        last.working_set_bytes >= 8 << 20 && last.working_set_bytes < 64 << 20,
+        "the 8 MiB string is in the working set: {last:?}"
+    );
+    let cpu_seconds = (last.cpu_ns - first.cpu_ns) as f64 / 1e9;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        cpu_seconds > 0.1 && cpu_seconds <= elapsed * 0.2 + 0.1,
+        "{cpu_seconds:.3} s of CPU in {elapsed:.3} s at a 200m quota"
+    );
+    env.rt().delete("usage").await.expect("delete");
+    assert_eq!(hierarchies.usage(&path), None, "the cgroup is gone");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn memory_and_cpu_limits_reach_the_cgroup() {
     let env = Env::new("limits");
     let mut spec = env.spec("limits", "sleep 30");

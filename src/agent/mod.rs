@@ -2,7 +2,8 @@
 //! remote agent would, and owns the node's side of the cluster:
 //! - [`host`]: capacity, identity and pressure readings of the machine;
 //! - [`node`]: registration, the pod range the server assigns, node status and conditions;
-//! - [`lease`]: the heartbeat Lease in `kube-node-lease`.
+//! - [`lease`]: the heartbeat Lease in `kube-node-lease`;
+//! - [`metrics`]: the node's and its containers' CPU and memory usage for `kubectl top`.
 //!
 //! Not built yet (issue 4): the pod workers that run pods with [`crate::runtime`], images
 //! and the pod network, probes, volumes, streaming. Until they exist the node reports
@@ -11,6 +12,7 @@
 pub mod host;
 pub mod lease;
 pub mod logs;
+pub mod metrics;
 pub mod node;
 pub mod pods;
 pub mod run;

@@ -1,6 +1,6 @@
 //! The agent's whole start: the node (registration, lease, status), then what pods
 //! need (the container runtime, the image store with its auto-imported tarballs, the pod
-//! network on the node's pod range), then the pod manager. The node turns Ready once
+//! network on the node's pod range), then the pod manager and the usage reports. The node turns Ready once
 //! the pod network is up.
 
 use std::net::IpAddr;
@@ -30,6 +30,8 @@ pub struct PodSettings {
     pub pod_logs_dir: PathBuf,
     /// The binary to re-execute as `skiff shim` (this executable).
     pub shim_binary: PathBuf,
+    /// How often usage goes to `metrics.k8s.io` (zero: never).
+    pub metrics_interval: std::time::Duration,
 }
 
 fn setup(what: &str) -> impl FnOnce(String) -> AgentError + '_ {
@@ -119,6 +121,12 @@ pub async fn run(
         recorder: Recorder::new(client, "kubelet"),
     });
     tasks.spawn(manager::run(ctx.clone()));
+    tasks.spawn(super::metrics::run(
+        ctx.client.clone(),
+        ctx.node_name.clone(),
+        ctx.runtime.clone(),
+        pods.metrics_interval,
+    ));
     let _ = agent.not_ready.send(None);
     tracing::info!(node = %config.node_name, "the node is ready for pods");
     Ok(ctx)

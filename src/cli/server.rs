@@ -54,6 +54,10 @@ pub struct ServerArgs {
     /// Where container logs are written (kubelet's `podLogsDir`).
     #[arg(long, default_value = "/var/log/pods")]
     pub pod_logs_dir: PathBuf,
+    /// How often the local node reports its CPU and memory usage to `metrics.k8s.io`
+    /// (`15s`, `5s`, `500ms`; `0` turns reporting off).
+    #[arg(long, default_value = "15s", value_parser = crate::client::metrics::parse_interval)]
+    pub metrics_interval: std::time::Duration,
     /// IPv4 network CIDR to use for pod IPs.
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
@@ -325,6 +329,7 @@ fn agent_settings(
             private_registry: args.private_registry.clone(),
             pod_logs_dir: args.pod_logs_dir.clone(),
             shim_binary,
+            metrics_interval: args.metrics_interval,
         },
     ))
 }

@@ -5,6 +5,7 @@
 //! The loops cannot tell the two apart.
 
 pub mod events;
+pub mod metrics;
 
 use std::convert::Infallible;
 use std::path::Path;

@@ -624,7 +624,7 @@ impl Shim {
         }
         let (code, signal, _) = self.reaped.unwrap_or((255, None, Instant::now()));
         let oom_killed =
-            cgroup::oom_killed(Path::new(cgroup::CGROUP_ROOT), &self.spec.cgroups_path());
+            cgroup::Hierarchies::read_or_conventional().oom_killed(&self.spec.cgroups_path());
         let exit = ExitStatus {
             exit_code: code,
             signal,

@@ -21,8 +21,8 @@ use kube::ResourceExt;
 
 use super::nodes::Fleet;
 use super::{CPU_USAGE_ANNOTATION, MEMORY_USAGE_ANNOTATION};
-use crate::api::metrics::{ContainerMetrics, NodeUsageReport, PodUsage, REPORT_PREFIX};
-use crate::apimachinery::quantity::{parse_quantity, Quantity, QuantityFormat};
+use crate::apimachinery::quantity::parse_quantity;
+use crate::client::metrics::{self, ContainerMetrics, NodeUsageReport, PodUsage};
 
 const NANO: i128 = 1_000_000_000;
 /// Per-container defaults when the pod has no usage annotation.
@@ -32,30 +32,7 @@ const DEFAULT_MEMORY_BYTES: i128 = 4 * 1024 * 1024; // 4Mi
 const NODE_BASE_CPU_NANO: i128 = 100 * NANO / 1000; // 100m
 const NODE_BASE_MEMORY_BYTES: i128 = 256 * 1024 * 1024; // 256Mi
 
-/// Parse `--metrics-interval` (`15s`, `1s`, `500ms`, `2m`; `0` turns reporting off).
-pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if matches!(s, "0" | "0s") {
-        return Ok(Duration::ZERO);
-    }
-    let (number, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration like 15s or 500ms, got {s:?}"))?;
-    let seconds = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        other => return Err(format!("unknown duration unit {other:?} (use ms, s or m)")),
-    };
-    if !seconds.is_finite() || seconds < 0.1 {
-        return Err(format!("{s:?} is shorter than 100ms"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
+pub use crate::client::metrics::parse_interval;
 
 /// The per-container usage of a pod: the annotation (a pod total) split evenly, the
 /// remainder going to the first containers; the default per container without it.
@@ -72,21 +49,12 @@ fn split(total: Option<&str>, containers: usize, default_each: i128, scale: i128
 }
 
 fn cpu(nano: i128) -> String {
-    Quantity {
-        nano,
-        format: QuantityFormat::DecimalSI,
-    }
-    .canonical()
+    metrics::cpu_quantity(nano)
 }
 
 fn memory(nano: i128) -> String {
     // Whole bytes, in binary units where they divide (4Mi, 1Gi).
-    let bytes = (nano + NANO - 1) / NANO;
-    Quantity {
-        nano: bytes * NANO,
-        format: QuantityFormat::BinarySI,
-    }
-    .canonical()
+    metrics::memory_quantity((nano + NANO - 1) / NANO)
 }
 
 fn is_running(pod: &Pod) -> bool {
@@ -216,23 +184,8 @@ pub async fn run(client: kube::Client, fleet: Arc<Fleet>, interval: Duration) {
 }
 
 async fn send(client: &kube::Client, node: &str, report: &NodeUsageReport) {
-    let body = match serde_json::to_vec(report) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(%node, error = %e, "encoding usage report");
-            return;
-        }
-    };
-    let req = http::Request::put(format!("{REPORT_PREFIX}/{node}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(body);
-    match req {
-        Ok(req) => {
-            if let Err(e) = client.request_text(req).await {
-                tracing::debug!(%node, error = %e, "sending usage report");
-            }
-        }
-        Err(e) => tracing::warn!(%node, error = %e, "building usage report request"),
+    if let Err(e) = metrics::send_usage_report(client, node, report).await {
+        tracing::debug!(%node, error = %e, "sending usage report");
     }
 }
 
@@ -284,15 +237,5 @@ mod tests {
         let r = node_report("sim-0", [&p].into_iter(), Duration::from_secs(1));
         assert!(r.pods.is_empty());
         assert_eq!(r.usage["cpu"], "100m");
-    }
-
-    #[test]
-    fn intervals_parse() {
-        assert_eq!(parse_interval("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_interval("1h").is_err());
-        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
-        assert!(parse_interval("10ms").is_err());
     }
 }

@@ -883,3 +883,106 @@ spec:
     );
     s.ok(&["delete", "pod", "badhook", "--grace-period=0", "--force"]);
 }
+
+/// `kubectl top` cells like `298m` (CPU) or `17Mi` (memory) as numbers.
+fn top_number(cell: &str, unit: &str) -> Option<u64> {
+    cell.strip_suffix(unit)?.parse().ok()
+}
+
+#[test]
+fn kubectl_top_shows_real_usage_of_the_node_and_a_busy_pod() {
+    let s = node();
+    // awk builds a 16 MiB string, then spins; the CFS quota holds it to 300m.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: busy
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: spin
+    image: {IMAGE}
+    command: ["awk", "BEGIN {{ s = \"x\"; for (i = 0; i < 24; i++) s = s s; while (1) n++ }}"]
+    resources:
+      limits: {{cpu: 300m, memory: 100Mi}}
+"#
+        ),
+    );
+    eventually(60, "the busy pod runs", || {
+        (phase(&s, "busy") == "Running").then_some(())
+    });
+    // NAME CPU(cores) MEMORY(bytes), once the node has reported the container.
+    let (cpu, memory) = eventually(60, "kubectl top pod shows the busy pod", || {
+        let out = s.kubectl(&["top", "pod", "busy", "--no-headers"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let cols: Vec<&str> = text.split_whitespace().collect();
+        match cols.as_slice() {
+            ["busy", cpu, mem] => Some((top_number(cpu, "m")?, top_number(mem, "Mi")?)),
+            _ => None,
+        }
+    });
+    eprintln!("kubectl top pod busy: {cpu}m {memory}Mi");
+    assert!(
+        (50..=450).contains(&cpu),
+        "a spinning container held to 300m uses about that much: {cpu}m"
+    );
+    assert!(
+        (16..100).contains(&memory),
+        "the 16 MiB string is in the working set: {memory}Mi"
+    );
+    let containers = s.ok(&["top", "pod", "busy", "--containers", "--no-headers"]);
+    assert!(containers.contains("spin"), "{containers}");
+
+    // NAME CPU(cores) CPU% MEMORY(bytes) MEMORY%
+    let node = s.ok(&["top", "node", "--no-headers"]);
+    let cols: Vec<&str> = node.split_whitespace().collect();
+    eprintln!("kubectl top node: {node}");
+    assert_eq!(cols.len(), 5, "{node}");
+    let node_cpu = top_number(cols[1], "m").unwrap_or(0);
+    let node_memory = top_number(cols[3], "Mi").unwrap_or(0);
+    assert!(
+        node_cpu >= 50,
+        "the node's CPU includes the busy pod: {node}"
+    );
+    assert!(node_memory > 16, "the node uses memory: {node}");
+    assert!(cols[2].ends_with('%') && cols[4].ends_with('%'), "{node}");
+    s.ok(&["delete", "pod", "busy", "--wait=true"]);
+}
+
+#[test]
+fn a_container_over_its_memory_limit_is_oom_killed() {
+    let s = node();
+    // dd allocates a 64M buffer and fills it; the limit is 20Mi.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: hog
+    image: {IMAGE}
+    command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
+    resources:
+      limits: {{memory: 20Mi}}
+"#
+        ),
+    );
+    let last = eventually(90, "the container restarted after an OOM kill", || {
+        let out = s.ok(&[
+            "get", "pod", "hog", "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}/{.status.containerStatuses[0].lastState.terminated.reason}/{.status.containerStatuses[0].lastState.terminated.exitCode}",
+        ]);
+        let parts: Vec<&str> = out.split('/').collect();
+        (parts.len() == 3 && parts[0] != "0" && !parts[1].is_empty()).then(|| out.clone())
+    });
+    let parts: Vec<&str> = last.split('/').collect();
+    assert_eq!(parts[1..], ["OOMKilled", "137"], "{last}");
+    s.ok(&["delete", "pod", "hog", "--grace-period=0", "--force"]);
+}
