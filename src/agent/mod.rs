@@ -14,6 +14,7 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod run;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
