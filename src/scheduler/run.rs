@@ -33,6 +33,8 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 const BIND_CONCURRENCY: usize = 64;
 /// Unschedulable pods are retried at least this often even when nothing changed.
 const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(30);
+/// How long binding a pod waits for the claims it just promised to a node to be bound.
+const CLAIM_BIND_WAIT: Duration = Duration::from_secs(10);
 /// After a cluster change, wait this long before retrying unschedulable pods (batching).
 const RETRY_DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -376,7 +378,7 @@ fn is_finished(pod: &Pod) -> bool {
 
 /// Promise the pod's unbound `WaitForFirstConsumer` claims to `node`
 /// (`volume.kubernetes.io/selected-node`): the PersistentVolume controller provisions or
-/// binds their volumes there.
+/// binds their volumes there; then wait (up to [`CLAIM_BIND_WAIT`]) until they are bound.
 async fn select_node(
     client: &kube::Client,
     claims: &[(String, String)],
@@ -389,6 +391,22 @@ async fn select_node(
         }}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
+    }
+    // As upstream's PreBind, give the volumes a moment to be provisioned and bound so
+    // the kubelet finds them; past that the pod is bound anyway and the kubelet waits.
+    let deadline = tokio::time::Instant::now() + CLAIM_BIND_WAIT;
+    for (ns, name) in claims {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        while tokio::time::Instant::now() < deadline {
+            let bound = api
+                .get_opt(name)
+                .await?
+                .is_none_or(|c| c.status.and_then(|s| s.phase).as_deref() == Some("Bound"));
+            if bound {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     Ok(())
 }

@@ -12,8 +12,8 @@
 //!   `volume.kubernetes.io/selected-node` before binding the pod, which is what the
 //!   PersistentVolume controller provisions or binds on.
 //!
-//! Unlike upstream the scheduler does not wait for those claims to be bound before
-//! binding the pod: the kubelet waits for them (`FailedMount`) instead.
+//! The loop then waits a little (10 s at most, upstream waits 10 min) for those claims
+//! to be bound before binding the pod; past that the kubelet waits (`FailedMount`).
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -296,6 +296,7 @@ spec:
             .then_some(())
     });
 
+    let created = Instant::now();
     s.ok_stdin(
         &["apply", "-f", "-"],
         &claim_pod(
@@ -306,9 +307,20 @@ spec:
             "",
         ),
     );
+    eventually(30, "the claim is bound", || {
+        (s.ok(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]) == "Bound").then_some(())
+    });
+    println!(
+        "claim bound {:?} after its first pod was created",
+        created.elapsed()
+    );
     eventually(60, "the writer Succeeded", || {
         (phase(&s, "writer") == "Succeeded").then_some(())
     });
+    println!("writer done {:?} after it was created", created.elapsed());
+    // The scheduler waited for the volume before binding: the kubelet never had to.
+    let writer_events = events_of(&s, "writer");
+    assert!(!writer_events.contains("FailedMount"), "{writer_events}");
     let bound = s.ok(&[
         "get", "pvc", "data", "-o",
         "jsonpath={.status.phase}/{.spec.storageClassName}/{.status.capacity.storage}/{.status.accessModes[0]}",
