@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod node;
 pub mod pods;
 pub mod run;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

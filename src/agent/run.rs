@@ -28,6 +28,8 @@ pub struct PodSettings {
     pub private_registry: PathBuf,
     /// Where CRI-format container logs go (`/var/log/pods`).
     pub pod_logs_dir: PathBuf,
+    /// Where local-path volumes live on this node (`--default-local-storage-path`).
+    pub local_storage_path: PathBuf,
     /// The binary to re-execute as `skiff shim` (this executable).
     pub shim_binary: PathBuf,
     /// How often usage goes to `metrics.k8s.io` (zero: never).
@@ -104,6 +106,7 @@ pub async fn run(
             .get(name)
             .and_then(|q| parse_quantity(&q.0).ok())
     };
+    let client_for_storage = client.clone();
     let ctx = Arc::new(NodeContext {
         client: client.clone(),
         node_name: config.node_name.clone(),
@@ -126,6 +129,12 @@ pub async fn run(
         ctx.node_name.clone(),
         ctx.runtime.clone(),
         pods.metrics_interval,
+    ));
+    let own = config.node_name.clone();
+    tasks.spawn(super::storage::reclaim(
+        client_for_storage,
+        move |node| (node == own).then(|| node.to_string()),
+        Some(pods.local_storage_path.clone()),
     ));
     let _ = agent.not_ready.send(None);
     tracing::info!(node = %config.node_name, "the node is ready for pods");

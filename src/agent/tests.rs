@@ -38,6 +38,7 @@ async fn registers_gets_a_pod_range_and_reports_not_ready() {
             root_ca_pem: String::new(),
             node_monitor_grace_period: Duration::from_secs(40),
             cluster_cidr: "10.42.0.0/16".into(),
+            local_storage_path: dir.path().join("storage"),
         },
     );
     let config = AgentConfig {

@@ -402,6 +402,21 @@ impl ApiServer {
             })
     }
 
+    /// `DefaultStorageClass` and the protection finalizer for a claim being created
+    /// (see [`defaults::claim_admission`]); other kinds are left alone.
+    async fn claim_admission(&self, r: &ResourceInfo, obj: &mut Value) {
+        if !r.group.is_empty() || r.kind != "PersistentVolumeClaim" {
+            return;
+        }
+        let Some(classes) = resources::find("storage.k8s.io", "v1", "storageclasses") else {
+            return;
+        };
+        self.cache.sync().await;
+        let (items, _) = self.cache.list(&list_prefix(classes, None), None);
+        let classes: Vec<Value> = items.iter().map(|(_, o)| o.value()).collect();
+        defaults::claim_admission(obj, &classes);
+    }
+
     /// Read one object, consistently with every acknowledged write.
     pub(crate) async fn read_object(&self, key: &str) -> Option<Value> {
         self.cache.sync().await;
@@ -671,6 +686,7 @@ impl ApiServer {
             defaults::default_tolerations(&mut obj);
             defaults::service_account_admission(&mut obj, &random_suffix());
         }
+        self.claim_admission(r, &mut obj).await;
         let mut obj = canonicalize(r, obj, None, mode, &duplicates, &mut warnings)?;
         let manager = field_manager(q, user, "create")?;
         obj = patch::record_update(
@@ -921,6 +937,7 @@ impl ApiServer {
         if is_service(r) {
             self.allocate_service(r, &mut obj, None, None)?;
         }
+        self.claim_admission(r, &mut obj).await;
         let mut warnings = Vec::new();
         let mut obj = canonicalize(r, obj, None, field_validation(q)?, &[], &mut warnings)?;
         if let Some(mf) = managed {

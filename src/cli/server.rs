@@ -86,6 +86,10 @@ pub struct ServerArgs {
     /// Bound of the store's page cache, in MiB.
     #[arg(long, default_value_t = 16)]
     pub store_cache_mb: u64,
+    /// Where the built-in local-path provisioner keeps volumes on the nodes (default:
+    /// `<data-dir>/storage`; k3s's flag).
+    #[arg(long)]
+    pub default_local_storage_path: Option<PathBuf>,
     /// Log filter (tracing's EnvFilter syntax), e.g. "info" or "skiff=debug".
     #[arg(long, default_value = "info", env = "SKIFF_LOG")]
     pub log: String,
@@ -221,6 +225,7 @@ async fn serve(
     .await?;
     api.enable_service_account_tokens(pki.service_account_key_pem())?;
     bootstrap(&api).await?;
+    bootstrap_storage_class(&api).await?;
     super::kubernetes_service::reconcile(
         &api,
         &service_ip.to_string(),
@@ -251,6 +256,7 @@ async fn serve(
                 args.node_monitor_grace_period,
             ),
             cluster_cidr: args.cluster_cidr.clone(),
+            local_storage_path: local_storage_path(&args),
         },
     );
 
@@ -291,6 +297,14 @@ async fn serve(
     Ok(())
 }
 
+/// Where local-path volumes live (`--default-local-storage-path`, else
+/// `<data-dir>/storage`).
+fn local_storage_path(args: &ServerArgs) -> PathBuf {
+    args.default_local_storage_path
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("storage"))
+}
+
 /// The local agent's settings from the server's flags.
 fn agent_settings(
     args: &ServerArgs,
@@ -328,6 +342,7 @@ fn agent_settings(
             cluster_domain: args.cluster_domain.clone(),
             private_registry: args.private_registry.clone(),
             pod_logs_dir: args.pod_logs_dir.clone(),
+            local_storage_path: local_storage_path(args),
             shim_binary,
             metrics_interval: args.metrics_interval,
         },
@@ -475,6 +490,37 @@ async fn bootstrap(api: &Arc<ApiServer>) -> Result<(), ServerError> {
         }
     }
     Ok(())
+}
+
+/// The `local-path` StorageClass (the default class, k3s's), created when missing; a
+/// class the user changed or removed the default mark from is left as it is.
+async fn bootstrap_storage_class(api: &Arc<ApiServer>) -> Result<(), ServerError> {
+    use crate::apimachinery::storage as st;
+    let body = serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": st::LOCAL_PATH_CLASS,
+                     "annotations": {st::DEFAULT_CLASS_ANNOTATION: "true"}},
+        "provisioner": st::LOCAL_PATH_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": st::WAIT_FOR_FIRST_CONSUMER,
+    });
+    let fail = |message: String| ServerError::Bootstrap {
+        name: "local-path StorageClass".into(),
+        message,
+    };
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/apis/storage.k8s.io/v1/storageclasses")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .map_err(|e| fail(e.to_string()))?;
+    let resp = api.handle(req, Some(api::UserInfo::system())).await;
+    match resp.status().as_u16() {
+        201 | 409 => Ok(()),
+        code => Err(fail(format!("HTTP {code}"))),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -12,7 +12,8 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -38,6 +39,8 @@ pub struct Informers {
     pub leases: Cache<Lease>,
     pub controller_revisions: Cache<ControllerRevision>,
     pub claims: Cache<PersistentVolumeClaim>,
+    pub volumes: Cache<PersistentVolume>,
+    pub storage_classes: Cache<StorageClass>,
     pub jobs: Cache<Job>,
     /// Set once every cache holds a full list. Loops wait on this rather than on the
     /// stores: a store's readiness signal wakes only one of several concurrent waiters
@@ -55,6 +58,8 @@ impl Informers {
             leases: Cache::start(Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE), set),
             controller_revisions: Cache::start(Api::all(client.clone()), set),
             claims: Cache::start(Api::all(client.clone()), set),
+            volumes: Cache::start(Api::all(client.clone()), set),
+            storage_classes: Cache::start(Api::all(client.clone()), set),
             jobs: Cache::start(Api::all(client.clone()), set),
             synced: Arc::new(OnceCell::new()),
         }
@@ -73,6 +78,8 @@ impl Informers {
         let _ = self.leases.wait_until_ready().await;
         let _ = self.controller_revisions.wait_until_ready().await;
         let _ = self.claims.wait_until_ready().await;
+        let _ = self.volumes.wait_until_ready().await;
+        let _ = self.storage_classes.wait_until_ready().await;
         let _ = self.jobs.wait_until_ready().await;
     }
 }

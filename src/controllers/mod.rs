@@ -27,6 +27,8 @@ pub mod job_plan;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
+pub mod persistentvolume_plan;
 pub mod pod_util;
 pub mod podautoscaler;
 pub mod podautoscaler_plan;
@@ -75,6 +77,9 @@ pub struct Settings {
     pub node_monitor_grace_period: std::time::Duration,
     /// The cluster's pod network (`--cluster-cidr`), carved into one /24 per node.
     pub cluster_cidr: String,
+    /// Where the built-in local-path provisioner puts volumes on the nodes
+    /// (`--default-local-storage-path`).
+    pub local_storage_path: std::path::PathBuf,
 }
 
 /// Start every controller on `client`. The tasks run until the set is dropped.
@@ -141,6 +146,14 @@ pub fn spawn(client: kube::Client, settings: Settings) -> JoinSet<()> {
     let (c, i) = (client.clone(), informers.clone());
     set.spawn(supervise("disruption", move || {
         disruption::run(c.clone(), i.clone())
+    }));
+    let (c, i, dir) = (
+        client.clone(),
+        informers.clone(),
+        settings.local_storage_path.clone(),
+    );
+    set.spawn(supervise("persistentvolume", move || {
+        persistentvolume::run(c.clone(), i.clone(), dir.clone())
     }));
     let (c, i) = (client.clone(), informers.clone());
     set.spawn(supervise("podautoscaler", move || {

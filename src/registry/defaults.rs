@@ -20,10 +20,11 @@
 //!   and `metadata.name` to be set; [`apply_defaults`] runs it for a Job that has a
 //!   uid and no selector.
 //!
-//! Two admission plugins are separate steps, for pods on create only: the
+//! Admission plugins are separate steps, on create only: for pods the
 //! not-ready/unreachable tolerations of `DefaultTolerationSeconds`
 //! ([`default_tolerations`]) and the `ServiceAccount` plugin's service account and API
-//! access volume ([`service_account_admission`]).
+//! access volume ([`service_account_admission`]); for claims `DefaultStorageClass` and
+//! the protection finalizer ([`claim_admission`]).
 
 use serde_json::{json, Map, Value};
 
@@ -109,6 +110,52 @@ pub fn default_tolerations(pod: &mut Value) {
     all.extend(add);
     if let Some(m) = spec.as_object_mut() {
         m.insert("tolerations".into(), Value::Array(all));
+    }
+}
+
+/// Two admission steps for a PersistentVolumeClaim on create: `DefaultStorageClass`
+/// gives a claim that names no class (`storageClassName` absent; `""` means "no class"
+/// and stays) the default class among `classes` (StorageClass objects; the newest when
+/// several are marked, as kube 1.26+ picks), and `StorageObjectInUseProtection` adds the
+/// `kubernetes.io/pvc-protection` finalizer.
+pub fn claim_admission(pvc: &mut Value, classes: &[Value]) {
+    use crate::apimachinery::storage as st;
+    let marked = |c: &&Value| {
+        [
+            st::DEFAULT_CLASS_ANNOTATION,
+            st::BETA_DEFAULT_CLASS_ANNOTATION,
+        ]
+        .iter()
+        .any(|k| c["metadata"]["annotations"][*k] == "true")
+    };
+    let default = classes.iter().filter(marked).max_by(|a, b| {
+        let created = |c: &Value| {
+            c["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        let name = |c: &Value| c["metadata"]["name"].as_str().unwrap_or("").to_string();
+        // RFC 3339 UTC timestamps order as strings; on a tie the name decides.
+        (created(a), std::cmp::Reverse(name(a))).cmp(&(created(b), std::cmp::Reverse(name(b))))
+    });
+    let has_beta = !pvc["metadata"]["annotations"][st::BETA_CLASS_ANNOTATION].is_null();
+    if let (Some(class), false) = (default, has_beta) {
+        if let Some(spec) = child_obj(pvc, "spec") {
+            if spec.get("storageClassName").is_none_or(Value::is_null) {
+                spec["storageClassName"] = class["metadata"]["name"].clone();
+            }
+        }
+    }
+    if let Some(meta) = child_obj(pvc, "metadata") {
+        let finalizers = meta
+            .as_object_mut()
+            .map(|m| m.entry("finalizers").or_insert_with(|| json!([])));
+        if let Some(Value::Array(list)) = finalizers {
+            if !list.iter().any(|f| f == st::PVC_PROTECTION_FINALIZER) {
+                list.push(json!(st::PVC_PROTECTION_FINALIZER));
+            }
+        }
     }
 }
 
@@ -1411,6 +1458,47 @@ mod tests {
         apply_defaults("rbac.authorization.k8s.io", "RoleBinding", &mut rb);
         assert_eq!(rb["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
         assert_eq!(rb["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
+    }
+
+    #[test]
+    fn claims_get_the_newest_default_class_and_protection() {
+        let class = |name: &str, created: &str, default: bool| {
+            json!({"metadata": {"name": name, "creationTimestamp": created,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": if default { "true" } else { "false" }}}})
+        };
+        let classes = [
+            class("old", "2026-01-01T00:00:00Z", true),
+            class("new", "2026-02-01T00:00:00Z", true),
+            class("newest-not-default", "2026-03-01T00:00:00Z", false),
+        ];
+        let mut pvc =
+            json!({"metadata": {"name": "c"}, "spec": {"accessModes": ["ReadWriteOnce"]}});
+        claim_admission(&mut pvc, &classes);
+        assert_eq!(pvc["spec"]["storageClassName"], "new");
+        assert_eq!(
+            pvc["metadata"]["finalizers"],
+            json!(["kubernetes.io/pvc-protection"])
+        );
+        claim_admission(&mut pvc, &classes);
+        assert_eq!(
+            pvc["metadata"]["finalizers"],
+            json!(["kubernetes.io/pvc-protection"]),
+            "once"
+        );
+
+        let mut explicit_none =
+            json!({"metadata": {"name": "c"}, "spec": {"storageClassName": ""}});
+        claim_admission(&mut explicit_none, &classes);
+        assert_eq!(
+            explicit_none["spec"]["storageClassName"], "",
+            "\"\" means no class"
+        );
+        let mut chosen = json!({"metadata": {"name": "c"}, "spec": {"storageClassName": "fast"}});
+        claim_admission(&mut chosen, &classes);
+        assert_eq!(chosen["spec"]["storageClassName"], "fast");
+        let mut no_default = json!({"metadata": {"name": "c"}, "spec": {}});
+        claim_admission(&mut no_default, &classes[2..]);
+        assert!(no_default["spec"].get("storageClassName").is_none());
     }
 
     #[test]

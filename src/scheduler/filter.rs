@@ -1,5 +1,6 @@
 //! The filters a node must pass, in kube-scheduler's plugin order: NodeUnschedulable,
-//! NodeName, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit, PodTopologySpread,
+//! NodeName, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit, VolumeBinding,
+//! PodTopologySpread,
 //! InterPodAffinity. The first one that rejects a node decides its [`Failure`], which keeps
 //! only indices and flags; the reason strings of the FailedScheduling message are built
 //! only when no node fits.
@@ -11,6 +12,7 @@ use super::nodeaffinity;
 use super::podinfo::Incoming;
 use super::snapshot::{NodeInfo, TAINT_UNSCHEDULABLE};
 use super::spread;
+use super::volumebinding;
 
 /// Which resources a node lacks for the pod.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,6 +40,10 @@ pub(crate) enum Failure {
     PodAffinity,
     PodAntiAffinity,
     ExistingAntiAffinity,
+    /// A bound volume of the pod (or a claim promised to another node) excludes the node.
+    VolumeNodeAffinity,
+    /// No free static volume on the node for a claim that cannot be provisioned.
+    VolumeBind,
 }
 
 impl Failure {
@@ -52,6 +58,8 @@ impl Failure {
                 | Failure::NodeAffinity
                 | Failure::SpreadMissingLabel
                 | Failure::PodAffinity
+                | Failure::VolumeNodeAffinity
+                | Failure::VolumeBind
         )
     }
 
@@ -71,6 +79,8 @@ impl Failure {
             Failure::ExistingAntiAffinity => {
                 "node(s) didn't satisfy existing pods anti-affinity rules"
             }
+            Failure::VolumeNodeAffinity => "node(s) had volume node affinity conflict",
+            Failure::VolumeBind => "node(s) didn't find available persistent volumes to bind",
             Failure::Taint(i) => {
                 if let Some(t) = node.taints.get(*i) {
                     out.push(format!(
@@ -170,6 +180,7 @@ pub(crate) fn run(
     pod: &Incoming,
     spread: Option<&spread::FilterState>,
     inter: Option<&interpod::FilterState>,
+    volumes: Option<(&volumebinding::FilterState, &volumebinding::Storage)>,
     node: &NodeInfo,
 ) -> Result<(), Failure> {
     if node.unschedulable && !tolerates_cordon(pod.tolerations) {
@@ -192,6 +203,9 @@ pub(crate) fn run(
         return Err(Failure::Ports);
     }
     fits_resources(pod, node)?;
+    if let Some((v, storage)) = volumes {
+        v.check(storage, node)?;
+    }
     if let Some(s) = spread {
         s.check(node)?;
     }

@@ -23,6 +23,7 @@ pub mod run;
 mod score;
 mod snapshot;
 mod spread;
+mod volumebinding;
 
 #[cfg(test)]
 mod tests;
@@ -80,6 +81,17 @@ pub fn schedule(pod: &Pod, snap: &Snapshot, next_start: &mut usize) -> Result<St
             }));
         }
     };
+    let volumes = match volumebinding::compute(pod, &snap.storage) {
+        Ok(v) => v,
+        Err(reason) => {
+            return Err(FitError::Unschedulable(Diagnosis {
+                num_all_nodes: all,
+                pre_filter: Some(reason),
+                reasons: BTreeMap::new(),
+                preemption: preemption(&incoming, all, 0),
+            }));
+        }
+    };
     let spread = spread::FilterState::compute(&incoming, snap);
     let inter = interpod::FilterState::compute(&incoming, snap);
 
@@ -94,7 +106,14 @@ pub fn schedule(pod: &Pod, snap: &Snapshot, next_start: &mut usize) -> Result<St
         }
         let pos = (start + i) % candidates;
         let idx = named.as_ref().map_or(pos, |n| n[pos]);
-        match filter::run(&incoming, spread.as_ref(), inter.as_ref(), &snap.nodes[idx]) {
+        let vols = volumes.as_ref().map(|v| (v, &snap.storage));
+        match filter::run(
+            &incoming,
+            spread.as_ref(),
+            inter.as_ref(),
+            vols,
+            &snap.nodes[idx],
+        ) {
             Ok(()) => feasible.push(idx),
             Err(f) => failed.push((idx, f)),
         }

@@ -1,6 +1,8 @@
-//! The scheduling loop: watches nodes, namespaces and pods through the client, keeps the
+//! The scheduling loop: watches nodes, namespaces, pods, claims, volumes and storage
+//! classes through the client, keeps the
 //! [`Snapshot`] current, schedules pending pods one by one (FIFO), assumes the chosen node
-//! at once so a burst spreads, and binds through `pods/binding` in the background. Pods
+//! at once so a burst spreads, and binds through `pods/binding` in the background (after
+//! promising the pod's waiting claims to the node, `volume.kubernetes.io/selected-node`). Pods
 //! that fit nowhere get a `FailedScheduling` event and a `PodScheduled=False` condition
 //! with kube-scheduler's message, and are retried when nodes or pods change.
 
@@ -11,7 +13,10 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Binding, Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -28,6 +33,8 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 const BIND_CONCURRENCY: usize = 64;
 /// Unschedulable pods are retried at least this often even when nothing changed.
 const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(30);
+/// How long binding a pod waits for the claims it just promised to a node to be bound.
+const CLAIM_BIND_WAIT: Duration = Duration::from_secs(10);
 /// After a cluster change, wait this long before retrying unschedulable pods (batching).
 const RETRY_DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -42,6 +49,9 @@ enum Input {
     Node(Box<watcher::Event<Node>>),
     Namespace(Box<watcher::Event<Namespace>>),
     Pod(Box<watcher::Event<Pod>>),
+    Claim(Box<watcher::Event<PersistentVolumeClaim>>),
+    Volume(Box<watcher::Event<PersistentVolume>>),
+    Class(Box<watcher::Event<StorageClass>>),
 }
 
 /// The outcome of one binding, sent back to the loop.
@@ -94,8 +104,40 @@ pub async fn run(client: kube::Client) -> Result<(), SchedulerError> {
         .modify(|p| p.metadata.managed_fields = None)
         .map(move |e| e.map(|e| Input::Pod(Box::new(e))).map_err(watch("pods")))
         .boxed();
+    let claims = watcher(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|c| c.metadata.managed_fields = None)
+    .map(move |e| {
+        e.map(|e| Input::Claim(Box::new(e)))
+            .map_err(watch("persistentvolumeclaims"))
+    })
+    .boxed();
+    let volumes = watcher(
+        Api::<PersistentVolume>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|v| v.metadata.managed_fields = None)
+    .map(move |e| {
+        e.map(|e| Input::Volume(Box::new(e)))
+            .map_err(watch("persistentvolumes"))
+    })
+    .boxed();
+    let classes = watcher(
+        Api::<StorageClass>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(move |e| {
+        e.map(|e| Input::Class(Box::new(e)))
+            .map_err(watch("storageclasses"))
+    })
+    .boxed();
     let mut inputs: BoxStream<'static, Result<Input, SchedulerError>> =
-        stream::select_all([nodes, namespaces, pods]).boxed();
+        stream::select_all([nodes, namespaces, pods, claims, volumes, classes]).boxed();
 
     let (bound_tx, mut bound_rx) = mpsc::unbounded_channel::<Bound>();
     let permits = Arc::new(Semaphore::new(BIND_CONCURRENCY));
@@ -175,6 +217,37 @@ impl Scheduler {
                 }
                 watcher::Event::Init | watcher::Event::InitDone => {}
             },
+            // A claim, volume or class may be what an unschedulable pod waits for.
+            Input::Claim(event) => {
+                self.cluster_changed = true;
+                match *event {
+                    watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
+                        self.snapshot.upsert_claim(&c)
+                    }
+                    watcher::Event::Delete(c) => self.snapshot.remove_claim(&c),
+                    watcher::Event::Init | watcher::Event::InitDone => {}
+                }
+            }
+            Input::Volume(event) => {
+                self.cluster_changed = true;
+                match *event {
+                    watcher::Event::Apply(v) | watcher::Event::InitApply(v) => {
+                        self.snapshot.upsert_volume(&v)
+                    }
+                    watcher::Event::Delete(v) => self.snapshot.remove_volume(&v),
+                    watcher::Event::Init | watcher::Event::InitDone => {}
+                }
+            }
+            Input::Class(event) => {
+                self.cluster_changed = true;
+                match *event {
+                    watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
+                        self.snapshot.upsert_class(&c)
+                    }
+                    watcher::Event::Delete(c) => self.snapshot.remove_class(&c),
+                    watcher::Event::Init | watcher::Event::InitDone => {}
+                }
+            }
         }
     }
 
@@ -242,6 +315,7 @@ impl Scheduler {
             match schedule(&pod, &self.snapshot, &mut self.next_start) {
                 Ok(node) => {
                     self.snapshot.assume(&pod, &node);
+                    let claims = self.snapshot.select_claims(&pod, &node);
                     self.binding.insert(uid, node.clone());
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         return;
@@ -249,7 +323,10 @@ impl Scheduler {
                     let (client, recorder, tx) =
                         (self.client.clone(), self.recorder.clone(), bound_tx.clone());
                     tokio::spawn(async move {
-                        let result = bind(&client, &recorder, &pod, &node).await;
+                        let result = match select_node(&client, &claims, &node).await {
+                            Ok(()) => bind(&client, &recorder, &pod, &node).await,
+                            Err(e) => Err(e),
+                        };
                         drop(permit);
                         let _ = tx.send(Bound { pod, node, result });
                     });
@@ -297,6 +374,41 @@ fn is_finished(pod: &Pod) -> bool {
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     )
+}
+
+/// Promise the pod's unbound `WaitForFirstConsumer` claims to `node`
+/// (`volume.kubernetes.io/selected-node`): the PersistentVolume controller provisions or
+/// binds their volumes there; then wait (up to [`CLAIM_BIND_WAIT`]) until they are bound.
+async fn select_node(
+    client: &kube::Client,
+    claims: &[(String, String)],
+    node: &str,
+) -> Result<(), kube::Error> {
+    for (ns, name) in claims {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        let patch = json!({"metadata": {"annotations": {
+            crate::apimachinery::storage::SELECTED_NODE_ANNOTATION: node,
+        }}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    // As upstream's PreBind, give the volumes a moment to be provisioned and bound so
+    // the kubelet finds them; past that the pod is bound anyway and the kubelet waits.
+    let deadline = tokio::time::Instant::now() + CLAIM_BIND_WAIT;
+    for (ns, name) in claims {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        while tokio::time::Instant::now() < deadline {
+            let bound = api
+                .get_opt(name)
+                .await?
+                .is_none_or(|c| c.status.and_then(|s| s.phase).as_deref() == Some("Bound"));
+            if bound {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 async fn bind(

@@ -13,7 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Taint,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 
 use super::podinfo::{
     allowed_pods, controller_uid, host_ports, pod_requests, resource_list, HostPort, PodAffinity,
@@ -298,6 +301,8 @@ pub struct Snapshot {
     pub(crate) with_affinity: usize,
     /// Placed pods (on known nodes) with a required anti-affinity term.
     pub(crate) with_required_anti: usize,
+    /// Claims, volumes and classes (the VolumeBinding filter).
+    pub(crate) storage: super::volumebinding::Storage,
 }
 
 fn pod_key(pod: &Pod) -> String {
@@ -402,6 +407,62 @@ impl Snapshot {
                 self.with_required_anti -= 1;
             }
         }
+    }
+
+    // ----- claims, volumes, classes (VolumeBinding) -----
+
+    /// A claim appeared or changed.
+    pub fn upsert_claim(&mut self, pvc: &PersistentVolumeClaim) {
+        let key = format!(
+            "{}/{}",
+            pvc.metadata.namespace.as_deref().unwrap_or_default(),
+            pvc.metadata.name.as_deref().unwrap_or_default()
+        );
+        self.storage.claims.insert(key, pvc.clone());
+    }
+
+    /// A claim went away.
+    pub fn remove_claim(&mut self, pvc: &PersistentVolumeClaim) {
+        let key = format!(
+            "{}/{}",
+            pvc.metadata.namespace.as_deref().unwrap_or_default(),
+            pvc.metadata.name.as_deref().unwrap_or_default()
+        );
+        self.storage.claims.remove(&key);
+    }
+
+    /// A volume appeared or changed.
+    pub fn upsert_volume(&mut self, pv: &PersistentVolume) {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        self.storage.volumes.insert(name, pv.clone());
+    }
+
+    /// A volume went away.
+    pub fn remove_volume(&mut self, pv: &PersistentVolume) {
+        self.storage
+            .volumes
+            .remove(pv.metadata.name.as_deref().unwrap_or_default());
+    }
+
+    /// A storage class appeared or changed.
+    pub fn upsert_class(&mut self, sc: &StorageClass) {
+        let name = sc.metadata.name.clone().unwrap_or_default();
+        self.storage.classes.insert(name, sc.clone());
+    }
+
+    /// A storage class went away.
+    pub fn remove_class(&mut self, sc: &StorageClass) {
+        self.storage
+            .classes
+            .remove(sc.metadata.name.as_deref().unwrap_or_default());
+    }
+
+    /// The pod's claims to promise to the node it is about to be bound to (annotated
+    /// `volume.kubernetes.io/selected-node` before the binding), assumed promised now.
+    pub fn select_claims(&mut self, pod: &Pod, node: &str) -> Vec<(String, String)> {
+        let claims = super::volumebinding::claims_to_select(pod, &self.storage);
+        super::volumebinding::assume_selected(&mut self.storage, &claims, node);
+        claims
     }
 
     // ----- namespaces (for namespaceSelector in pod affinity terms) -----

@@ -706,3 +706,135 @@ fn throughput_10k_spread_constrained_pods_on_1k_nodes() {
         10_000.0 / secs
     );
 }
+
+fn with_claim(p: P, claim: &str) -> P {
+    p.spec(
+        "volumes",
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]),
+    )
+}
+
+fn storage_class(
+    name: &str,
+    mode: &str,
+    provisioner: &str,
+) -> k8s_openapi::api::storage::v1::StorageClass {
+    serde_json::from_value(
+        json!({"metadata": {"name": name}, "provisioner": provisioner,
+        "volumeBindingMode": mode}),
+    )
+    .expect("class")
+}
+
+fn claim(
+    name: &str,
+    class: &str,
+    extra: Value,
+) -> k8s_openapi::api::core::v1::PersistentVolumeClaim {
+    let mut v = json!({"metadata": {"name": name, "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
+                 "resources": {"requests": {"storage": "1Gi"}}}});
+    if let (Some(spec), Some(extra)) = (v["spec"].as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    serde_json::from_value(v).expect("claim")
+}
+
+fn local_volume(
+    name: &str,
+    node: &str,
+    claim: Option<&str>,
+) -> k8s_openapi::api::core::v1::PersistentVolume {
+    serde_json::from_value(json!({"metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"},
+            "storageClassName": "manual", "hostPath": {"path": "/x"},
+            "claimRef": claim.map(|c| json!({"namespace": "default", "name": c, "uid": "u"})),
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}}))
+    .expect("volume")
+}
+
+#[test]
+fn pods_with_bound_local_claims_land_on_the_volumes_node() {
+    let mut s = cluster(vec![N::new("n1"), N::new("n2"), N::new("n3")]);
+    s.upsert_class(&storage_class(
+        "manual",
+        "WaitForFirstConsumer",
+        "kubernetes.io/no-provisioner",
+    ));
+    s.upsert_claim(&claim("data", "manual", json!({"volumeName": "pv2"})));
+    s.upsert_volume(&local_volume("pv2", "n2", Some("data")));
+    let p = with_claim(P::new("p"), "data").build();
+    for start in 0..3 {
+        assert_eq!(
+            schedule(&p, &s, &mut start.clone()).map_err(|e| e.to_string()),
+            Ok("n2".into())
+        );
+    }
+    // Only n1 has the room, but the volume is on n2.
+    s.add_node(&N::new("n1").alloc("cpu", "8").build());
+    let crowded = with_claim(P::new("p"), "data").req("cpu", "5").build();
+    assert_eq!(
+        place(&s, &crowded),
+        Err(format!(
+            "0/3 nodes are available: 1 node(s) had volume node affinity conflict, 2 \
+             Insufficient cpu. preemption: 0/3 nodes are available: 1 {NOT_HELPFUL}, 2 \
+             {NO_VICTIMS}."
+        ))
+    );
+}
+
+#[test]
+fn unbound_claims_wait_for_first_consumer_or_block_immediately() {
+    let mut s = cluster(vec![N::new("n1"), N::new("n2")]);
+    s.upsert_class(&storage_class(
+        "local-path",
+        "WaitForFirstConsumer",
+        "rancher.io/local-path",
+    ));
+    s.upsert_class(&storage_class("now", "Immediate", "rancher.io/local-path"));
+    s.upsert_class(&storage_class(
+        "manual",
+        "WaitForFirstConsumer",
+        "kubernetes.io/no-provisioner",
+    ));
+    let pod = |c: &str| with_claim(P::new("p"), c).build();
+
+    assert_eq!(
+        place(&s, &pod("missing")),
+        Err(format!(
+            "0/2 nodes are available: persistentvolumeclaim \"missing\" not found. preemption: \
+             0/2 nodes are available: 2 {NOT_HELPFUL}."
+        ))
+    );
+    s.upsert_claim(&claim("eager", "now", json!({})));
+    assert!(place(&s, &pod("eager"))
+        .expect_err("unbound immediate")
+        .contains("pod has unbound immediate PersistentVolumeClaims"));
+
+    // A provisioning class: any node, and the claim is promised to the chosen one.
+    s.upsert_claim(&claim("lazy", "local-path", json!({})));
+    let p = pod("lazy");
+    let node = place(&s, &p).expect("fits");
+    assert_eq!(
+        s.select_claims(&p, &node),
+        [("default".to_string(), "lazy".to_string())]
+    );
+    assert!(s.select_claims(&p, &node).is_empty(), "promised once");
+    let other = if node == "n1" { "n2" } else { "n1" };
+    for start in 0..2 {
+        assert_eq!(
+            schedule(&p, &s, &mut start.clone()).map_err(|e| e.to_string()),
+            Ok(node.clone()),
+            "a promised claim keeps the pod on {node}, not {other}"
+        );
+    }
+
+    // A class that cannot provision needs a free static volume on the node.
+    s.upsert_claim(&claim("static", "manual", json!({})));
+    assert!(place(&s, &pod("static"))
+        .expect_err("no volume")
+        .contains("2 node(s) didn't find available persistent volumes to bind"));
+    s.upsert_volume(&local_volume("pv1", "n1", None));
+    assert_eq!(place(&s, &pod("static")), Ok("n1".into()));
+}

@@ -2,7 +2,9 @@
 //! given capacity and labels, renews their Leases, and plays kubelet for the pods bound to
 //! them without running anything: pods become Running and Ready with an IP from the node's
 //! pod CIDR, finish (Job pods) with the exit code their annotation or command asks for,
-//! and leave when deleted. It talks to the API only through the client, so it works
+//! and leave when deleted; claims of their pods are provisioned as on a real node (a
+//! local-path volume pinned to the simulated node, no directory made), and released
+//! volumes of its nodes are deleted. It talks to the API only through the client, so it works
 //! against any skiff (or Kubernetes) server. Users test controllers and scale with it.
 //!
 //! Pod behaviour is steered by annotations:
@@ -151,6 +153,14 @@ async fn simulate(args: SimulateArgs) -> Result<(), SimulateError> {
         fleet.clone(),
         args.metrics_interval,
     ));
+    // Released local-path volumes of these nodes: no directory was ever made for them,
+    // so only the objects go.
+    let reclaimed = fleet.clone();
+    let volumes = tokio::spawn(crate::agent::storage::reclaim(
+        client.clone(),
+        move |node| reclaimed.get(node).map(|_| node.to_string()),
+        None,
+    ));
     let kubelet = tokio::spawn(pods::run(client, fleet));
     tokio::select! {
         _ = crate::cli::shutdown_signal() => tracing::info!("stopping; the nodes stay registered and go NotReady"),
@@ -158,5 +168,6 @@ async fn simulate(args: SimulateArgs) -> Result<(), SimulateError> {
     }
     leases.abort();
     usage.abort();
+    volumes.abort();
     Ok(())
 }

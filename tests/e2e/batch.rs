@@ -161,6 +161,22 @@ fn statefulset_creates_members_in_order_with_their_claims() {
             "jsonpath={.metadata.name}",
         ]);
         assert_eq!(claim, format!("www-{member}"));
+        // Simulated nodes get their claims provisioned like real ones: a local-path
+        // volume pinned to the member's node (no directory is made for a fake node).
+        let node = s.ok(&["get", "pod", &member, "-o", "jsonpath={.spec.nodeName}"]);
+        eventually(20, &format!("www-{member} bound"), || {
+            let pv = s.ok(&[
+                "get",
+                "pvc",
+                &format!("www-{member}"),
+                "-o",
+                "jsonpath={.status.phase}/{.spec.storageClassName}/{.spec.volumeName}",
+            ]);
+            let pv = pv.strip_prefix("Bound/local-path/")?.to_string();
+            let pinned = s.ok(&["get", "pv", &pv, "-o",
+                "jsonpath={.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}"]);
+            (pinned == node).then_some(())
+        });
         s.ok(&[
             "annotate",
             "pod",
@@ -198,6 +214,29 @@ fn statefulset_creates_members_in_order_with_their_claims() {
             "{events}"
         );
     }
+
+    // Claims outlive their set; deleting one (once no pod uses it) releases its volume,
+    // which the simulator deletes for its node.
+    let pv = s.ok(&[
+        "get",
+        "pvc",
+        "www-web-0",
+        "-o",
+        "jsonpath={.spec.volumeName}",
+    ]);
+    s.ok(&["delete", "sts", "web", "--wait=true"]);
+    eventually(30, "the members are gone", || {
+        pods_on_nodes(&s, "app=web").is_empty().then_some(())
+    });
+    s.ok(&["delete", "pvc", "www-web-0", "--wait=true", "--timeout=30s"]);
+    eventually(30, "the released volume is deleted", || {
+        (!s.ok(&["get", "pv", "-o", "name"]).contains(&pv)).then_some(())
+    });
+    let left = s.ok(&["get", "pvc", "-o", "name"]);
+    assert!(
+        left.contains("www-web-1") && left.contains("www-web-2"),
+        "{left}"
+    );
 }
 
 const FAILING_JOB: &str = r#"

@@ -986,3 +986,303 @@ spec:
     assert_eq!(parts[1..], ["OOMKilled", "137"], "{last}");
     s.ok(&["delete", "pod", "hog", "--grace-period=0", "--force"]);
 }
+
+/// What `kubectl get events` says about `name` (reason: message, one per line).
+fn events_of(s: &Server, name: &str) -> String {
+    s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ])
+}
+
+fn claim_pod(name: &str, claim: &str, read_only: bool, script: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+{extra}  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["sh", "-c", {script:?}]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes:
+  - name: data
+    persistentVolumeClaim: {{claimName: {claim}, readOnly: {read_only}}}
+"#
+    )
+}
+
+#[test]
+fn a_local_path_claim_keeps_data_across_pods_and_goes_with_its_volume() {
+    let s = node();
+    let classes = s.ok(&["get", "storageclass"]);
+    assert!(
+        classes.contains("local-path (default)")
+            && classes.contains("rancher.io/local-path")
+            && classes.contains("Delete")
+            && classes.contains("WaitForFirstConsumer"),
+        "{classes}"
+    );
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 64Mi}
+"#,
+    );
+    // No class named: the default one. No pod yet: it waits.
+    let pending = s.ok(&["get", "pvc", "data", "--no-headers"]);
+    assert!(
+        pending.contains("Pending") && pending.contains("local-path"),
+        "{pending}"
+    );
+    eventually(20, "the WaitForFirstConsumer event", || {
+        events_of(&s, "data")
+            .contains(
+                "WaitForFirstConsumer: waiting for first consumer to be created before binding",
+            )
+            .then_some(())
+    });
+
+    let created = Instant::now();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &claim_pod(
+            "writer",
+            "data",
+            false,
+            "echo kept-by-the-claim > /data/note",
+            "",
+        ),
+    );
+    eventually(30, "the claim is bound", || {
+        (s.ok(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]) == "Bound").then_some(())
+    });
+    println!(
+        "claim bound {:?} after its first pod was created",
+        created.elapsed()
+    );
+    eventually(60, "the writer Succeeded", || {
+        (phase(&s, "writer") == "Succeeded").then_some(())
+    });
+    println!("writer done {:?} after it was created", created.elapsed());
+    // The scheduler waited for the volume before binding: the kubelet never had to.
+    let writer_events = events_of(&s, "writer");
+    assert!(!writer_events.contains("FailedMount"), "{writer_events}");
+    let bound = s.ok(&[
+        "get", "pvc", "data", "-o",
+        "jsonpath={.status.phase}/{.spec.storageClassName}/{.status.capacity.storage}/{.status.accessModes[0]}",
+    ]);
+    assert_eq!(bound, "Bound/local-path/64Mi/ReadWriteOnce");
+    let table = s.ok(&["get", "pvc", "data"]);
+    assert!(
+        table.contains("Bound") && table.contains("local-path"),
+        "{table}"
+    );
+    let node = s.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let selected = s.ok(&[
+        "get",
+        "pvc",
+        "data",
+        "-o",
+        "jsonpath={.metadata.annotations.volume\\.kubernetes\\.io/selected-node}",
+    ]);
+    assert_eq!(selected, node);
+    let pv = s.ok(&["get", "pvc", "data", "-o", "jsonpath={.spec.volumeName}"]);
+    let pv_state = s.ok(&[
+        "get", "pv", &pv, "-o",
+        "jsonpath={.status.phase}/{.spec.persistentVolumeReclaimPolicy}/{.spec.claimRef.name}/{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}",
+    ]);
+    assert_eq!(pv_state, format!("Bound/Delete/data/{node}"));
+    let dir =
+        std::path::PathBuf::from(s.ok(&["get", "pv", &pv, "-o", "jsonpath={.spec.hostPath.path}"]));
+    assert_eq!(
+        dir,
+        s.data_dir()
+            .join("storage")
+            .join(format!("{pv}_default_data"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("note")).expect("the note on the node's disk"),
+        "kept-by-the-claim\n"
+    );
+    s.ok(&["delete", "pod", "writer", "--wait=true"]);
+
+    // A second pod, read-only, finds the note and cannot write.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &claim_pod(
+            "reader",
+            "data",
+            true,
+            "cat /data/note; touch /data/other || echo cannot-write",
+            "",
+        ),
+    );
+    eventually(60, "the reader Succeeded", || {
+        (phase(&s, "reader") == "Succeeded").then_some(())
+    });
+    let logs = s.ok(&["logs", "reader"]);
+    assert!(logs.contains("kept-by-the-claim"), "{logs}");
+    assert!(logs.contains("cannot-write"), "readOnly honoured: {logs}");
+    assert!(!dir.join("other").exists());
+
+    // The claim is protected while a pod uses it.
+    let protected = s.ok(&[
+        "get",
+        "pvc",
+        "data",
+        "-o",
+        "jsonpath={.metadata.finalizers}",
+    ]);
+    assert!(
+        protected.contains("kubernetes.io/pvc-protection"),
+        "{protected}"
+    );
+    s.ok(&["delete", "pod", "reader", "--wait=true"]);
+    s.ok(&["delete", "pvc", "data", "--wait=true", "--timeout=30s"]);
+    eventually(30, "the volume is deleted", || {
+        s.ok(&["get", "pv", "-o", "name"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+    assert!(!dir.exists(), "the volume's directory is removed");
+}
+
+#[test]
+fn static_volumes_bind_pods_wait_for_unbound_claims_and_respect_volume_nodes() {
+    let s = node();
+    let node = s.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    // A claim without a class and no volume for it: a pod pinned to the node waits.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: manual
+spec:
+  storageClassName: ""
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 32Mi}
+"#,
+    );
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &claim_pod(
+            "pinned",
+            "manual",
+            false,
+            "cat /data/hello",
+            &format!("  nodeName: {node}\n"),
+        ),
+    );
+    eventually(30, "FailedMount while the claim is unbound", || {
+        events_of(&s, "pinned")
+            .contains(
+                "FailedMount: volume \"data\": PersistentVolumeClaim default/manual is not bound",
+            )
+            .then_some(())
+    });
+    assert_eq!(phase(&s, "pinned"), "Pending");
+
+    // An administrator's volume appears: the claim binds, the pod runs.
+    let host_dir = s.path().join("static-volume");
+    std::fs::create_dir_all(&host_dir).expect("static volume dir");
+    std::fs::write(host_dir.join("hello"), "from a static volume\n").expect("file");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: static
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {{path: {}}}
+"#,
+            host_dir.display()
+        ),
+    );
+    eventually(30, "the claim binds to the static volume", || {
+        let state = s.ok(&[
+            "get",
+            "pvc",
+            "manual",
+            "-o",
+            "jsonpath={.status.phase}/{.spec.volumeName}",
+        ]);
+        (state == "Bound/static").then_some(())
+    });
+    eventually(60, "the pinned pod Succeeded", || {
+        (phase(&s, "pinned") == "Succeeded").then_some(())
+    });
+    assert!(s.ok(&["logs", "pinned"]).contains("from a static volume"));
+    s.ok(&["delete", "pod", "pinned", "--wait=true"]);
+    s.ok(&["delete", "pvc", "manual", "--wait=true", "--timeout=30s"]);
+    eventually(30, "the retained volume is Released", || {
+        (s.ok(&["get", "pv", "static", "-o", "jsonpath={.status.phase}"]) == "Released")
+            .then_some(())
+    });
+    assert!(host_dir.join("hello").exists(), "Retain keeps the data");
+
+    // A claim bound to a volume of another node: the pod cannot be scheduled here.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: elsewhere
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  hostPath: {path: /nonexistent}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {key: kubernetes.io/hostname, operator: In, values: [another-node]}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: far
+spec:
+  storageClassName: ""
+  volumeName: elsewhere
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 1Gi}
+"#,
+    );
+    eventually(30, "the far claim binds", || {
+        (s.ok(&["get", "pvc", "far", "-o", "jsonpath={.status.phase}"]) == "Bound").then_some(())
+    });
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &claim_pod("far-pod", "far", false, "true", ""),
+    );
+    eventually(30, "FailedScheduling for the volume's node", || {
+        events_of(&s, "far-pod")
+            .contains(
+                "FailedScheduling: 0/1 nodes are available: 1 node(s) had volume node affinity conflict.",
+            )
+            .then_some(())
+    });
+}

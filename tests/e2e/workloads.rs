@@ -248,6 +248,11 @@ fn deleting_a_namespace_removes_what_is_inside() {
         "deployment/cart",
         "--timeout=90s",
     ]);
+    // A claim (protected by its finalizer) goes too.
+    s.ok_stdin(
+        &["-n", "shop", "apply", "-f", "-"],
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: cart-data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n",
+    );
     // Every namespace gets its default ServiceAccount and the root CA.
     let sa = s.ok(&[
         "-n",
@@ -266,7 +271,7 @@ fn deleting_a_namespace_removes_what_is_inside() {
     assert!(err.contains("namespaces \"shop\" not found"), "{err}");
     let left = s.ok(&[
         "get",
-        "pods,replicasets,deployments,configmaps",
+        "pods,replicasets,deployments,configmaps,persistentvolumeclaims",
         "-A",
         "-o",
         "name",

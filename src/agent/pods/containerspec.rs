@@ -54,6 +54,8 @@ pub struct Inputs {
     pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// Each volume's directory (or file) on the host, by volume name.
     pub volumes: BTreeMap<String, PathBuf>,
+    /// Volumes every mount of which is read-only (claims with `readOnly: true`).
+    pub read_only_volumes: std::collections::BTreeSet<String>,
     /// Service environment variables (`KUBERNETES_SERVICE_HOST`, …), in order.
     pub service_env: Vec<(String, String)>,
     /// Node allocatable CPU (millicores) and memory (bytes): what `resourceFieldRef`
@@ -546,7 +548,7 @@ pub fn mounts(
         out.push(BindMount {
             source,
             destination: PathBuf::from(&m.mount_path),
-            read_only: m.read_only.unwrap_or(false),
+            read_only: m.read_only.unwrap_or(false) || inputs.read_only_volumes.contains(&m.name),
         });
     }
     for (dest, source) in [
@@ -683,6 +685,7 @@ mod tests {
             )]
             .into(),
             volumes: [("data".to_string(), PathBuf::from("/vol/data"))].into(),
+            read_only_volumes: Default::default(),
             service_env: vec![("KUBERNETES_SERVICE_HOST".into(), "10.43.0.1".into())],
             node_cpu_milli: 2000,
             node_memory: 4 << 30,
@@ -901,5 +904,18 @@ mod tests {
         let best_effort: Container =
             serde_json::from_value(serde_json::json!({"name": "a"})).expect("c");
         assert_eq!(resources(&best_effort).cpu_shares, Some(2));
+    }
+
+    #[test]
+    fn read_only_claims_make_every_mount_read_only() {
+        let p = pod(serde_json::json!({"name": "app", "image": "busybox",
+            "volumeMounts": [{"name": "data", "mountPath": "/d"}]}));
+        let writable = mounts(first(&p), &sandbox(), &inputs()).expect("mounts");
+        assert!(!writable[0].read_only);
+        let mut ro = inputs();
+        ro.read_only_volumes.insert("data".into());
+        let read_only = mounts(first(&p), &sandbox(), &ro).expect("mounts");
+        assert_eq!(read_only[0].destination, PathBuf::from("/d"));
+        assert!(read_only[0].read_only);
     }
 }

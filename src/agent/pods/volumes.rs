@@ -4,7 +4,8 @@
 //! `secret`, `downwardAPI`, `projected` with service-account tokens) written with
 //! kubelet's atomic writer: files live in a timestamped directory that the `..data`
 //! symlink points at, and each top-level name is a symlink through `..data`, so a
-//! container never sees half an update. `persistentVolumeClaim` is not built yet.
+//! container never sees half an update. `persistentVolumeClaim` volumes resolve to their
+//! bound volume's directory in [`crate::agent::storage`].
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

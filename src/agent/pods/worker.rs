@@ -256,6 +256,7 @@ async fn sync(
                     .unwrap_or_default();
                 Some(inputs(ctx, pod, &pod_ip).await.map(|mut i| {
                     i.volumes = state.volume_paths.clone();
+                    i.read_only_volumes = read_only_claims(pod);
                     i
                 }))
             }
@@ -640,6 +641,20 @@ async fn service_account_token(
         .ok_or_else(|| "the token request returned no token".to_string())
 }
 
+/// The pod's claim volumes mounted read-only (`persistentVolumeClaim.readOnly`).
+fn read_only_claims(pod: &Pod) -> std::collections::BTreeSet<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.read_only == Some(true))
+        })
+        .map(|v| v.name.clone())
+        .collect()
+}
+
 async fn prepare_volumes(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> Result<(), String> {
     let uid = uid_of(pod);
     let dir = pod_dir(ctx, &uid).join("volumes");
@@ -661,11 +676,11 @@ async fn prepare_volumes(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> 
             p
         } else if let Some(h) = &v.host_path {
             volumes::host_path(&h.path, h.type_.as_deref()).map_err(|e| e.to_string())?
-        } else if v.persistent_volume_claim.is_some() {
-            return Err(format!(
-                "volume {:?}: persistentVolumeClaim volumes are not supported yet",
-                v.name
-            ));
+        } else if let Some(c) = &v.persistent_volume_claim {
+            let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+            crate::agent::storage::claim_path(&ctx.client, ns, &c.claim_name)
+                .await
+                .map_err(|e| format!("volume {:?}: {e}", v.name))?
         } else {
             let token = match v.projected.as_ref().and_then(|p| {
                 p.sources
