@@ -13,6 +13,7 @@ pub mod lease;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod run;
 
 use std::collections::BTreeMap;

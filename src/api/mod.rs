@@ -13,15 +13,17 @@ pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod podlogs;
-pub mod upgrade;
+pub mod portforward;
 pub mod protobuf;
 pub mod request;
 pub mod selector;
 pub mod server;
 pub mod serviceaccount_token;
 pub mod services;
+pub mod spdy;
 pub mod status;
 pub mod table;
+pub mod upgrade;
 pub mod versions;
 pub mod watch;
 
@@ -79,6 +81,8 @@ pub struct ApiServer {
     pub metrics: metrics::MetricsStore,
     /// Where `pods/log` streams come from (the local agent), once one is set.
     pub pod_logs: std::sync::OnceLock<Arc<dyn podlogs::PodLogs>>,
+    /// Where `pods/portforward` connections go (the local agent), once one is set.
+    pub port_forward: std::sync::OnceLock<Arc<dyn portforward::PortForwarder>>,
 }
 
 impl ApiServer {
@@ -102,6 +106,7 @@ impl ApiServer {
             service_account_tokens: Default::default(),
             metrics: metrics::MetricsStore::default(),
             pod_logs: Default::default(),
+            port_forward: Default::default(),
         }))
     }
 
@@ -128,7 +133,7 @@ impl ApiServer {
 
     async fn dispatch<B>(
         self: &Arc<Self>,
-        req: Request<B>,
+        mut req: Request<B>,
         user: Option<UserInfo>,
     ) -> ApiResult<Response<Body>>
     where
@@ -206,6 +211,9 @@ impl ApiServer {
             }
             Route::Resource(p) => p,
         };
+        if p.resource.kind == "Pod" && p.subresource.as_deref() == Some("portforward") {
+            return self.pod_port_forward(&p, &query, &mut req).await;
+        }
         if accept == Accept::Protobuf && method == Method::GET {
             // We answer JSON; clients asking protobuf-only get JSON anyway (kubectl accepts it).
         }

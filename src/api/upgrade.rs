@@ -116,7 +116,11 @@ mod tests {
         );
         assert_eq!(
             websocket_protocols(&h).expect("a websocket upgrade"),
-            ["v5.channel.k8s.io", "v4.channel.k8s.io", "base64.channel.k8s.io"]
+            [
+                "v5.channel.k8s.io",
+                "v4.channel.k8s.io",
+                "base64.channel.k8s.io"
+            ]
         );
         h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
         assert_eq!(websocket_protocols(&h), None);
