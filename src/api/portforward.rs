@@ -178,7 +178,7 @@ impl ApiServer {
                 )));
             }
             return upgrade::accept_websocket(req, TUNNEL_PROTOCOL, move |ws| async move {
-                serve(websocket_bytes(ws), target, provider).await;
+                serve_websocket(ws, target, provider).await;
             });
         }
         if !is_spdy_upgrade(req.headers()) {
@@ -208,7 +208,10 @@ impl ApiServer {
             })?;
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => serve(TokioIo::new(upgraded), target, provider).await,
+                Ok(upgraded) => {
+                    let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
+                    serve(rd, Outbound::Io(wr), target, provider).await
+                }
                 Err(e) => tracing::debug!(error = %e, "SPDY upgrade failed"),
             }
         });
@@ -222,41 +225,64 @@ impl ApiServer {
     }
 }
 
-/// The SPDY byte stream a WebSocket carries, as a local pipe: binary messages in are
-/// bytes out of the returned end; bytes written to it go out as binary messages.
-fn websocket_bytes(mut ws: WebSocket) -> tokio::io::DuplexStream {
+/// Serve a session tunnelled in a WebSocket: binary messages in are chunks of the
+/// client's SPDY byte stream; every batch of our frames goes out as one binary message,
+/// so no frame is ever split across messages.
+async fn serve_websocket(ws: WebSocket, target: ForwardTarget, provider: Arc<dyn PortForwarder>) {
+    let (sink, mut stream) = ws.split();
     let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; CHUNK];
-        let mut peer_open = true;
-        loop {
-            tokio::select! {
-                msg = ws.next(), if peer_open => match msg {
-                    Some(Ok(Message::Binary(b))) => {
-                        if theirs.write_all(&b).await.is_err() {
-                            break;
-                        }
+    let inbound = tokio::spawn(async move {
+        while let Some(msg) = stream.next().await {
+            match msg {
+                Ok(Message::Binary(b)) => {
+                    if theirs.write_all(&b).await.is_err() {
+                        break;
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                        peer_open = false;
-                        let _ = theirs.shutdown().await;
-                    }
-                    // Pings are answered by tungstenite; text carries no SPDY.
-                    Some(Ok(_)) => {}
-                },
-                n = theirs.read(&mut buf) => match n {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if ws.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
-                            break;
-                        }
-                    }
-                },
+                }
+                Ok(Message::Close(_)) | Err(_) => break,
+                // Pings are answered by tungstenite; text carries no SPDY.
+                Ok(_) => {}
             }
         }
-        let _ = ws.close(None).await;
+        let _ = theirs.shutdown().await;
     });
-    ours
+    serve(
+        ours,
+        Outbound::<tokio::io::DuplexStream>::WebSocket(sink),
+        target,
+        provider,
+    )
+    .await;
+    inbound.abort();
+}
+
+/// Where encoded frames go: the upgraded connection itself, or a WebSocket.
+pub enum Outbound<W> {
+    Io(W),
+    WebSocket(futures::stream::SplitSink<WebSocket, Message>),
+}
+
+impl<W: AsyncWrite + Unpin> Outbound<W> {
+    async fn send(&mut self, batch: &[u8]) -> bool {
+        match self {
+            Outbound::Io(w) => w.write_all(batch).await.is_ok() && w.flush().await.is_ok(),
+            Outbound::WebSocket(ws) => ws
+                .send(Message::Binary(Bytes::copy_from_slice(batch)))
+                .await
+                .is_ok(),
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Outbound::Io(w) => {
+                let _ = w.shutdown().await;
+            }
+            Outbound::WebSocket(ws) => {
+                let _ = ws.close().await;
+            }
+        }
+    }
 }
 
 /// A data stream's inbound side, as the reader loop keeps it.
@@ -271,15 +297,27 @@ struct DataIn {
 struct Pending {
     since: Instant,
     error: Option<u32>,
-    data: Option<(u32, u16, mpsc::Receiver<Bytes>, oneshot::Receiver<()>)>,
+    data: Option<DataOut>,
+}
+
+/// A data stream waiting for its error stream: what its forward will need.
+struct DataOut {
+    id: u32,
+    port: u16,
+    from_client: mpsc::Receiver<Bytes>,
+    reset: oneshot::Receiver<()>,
 }
 
 /// Serve one port-forward session on `io` until the client goes away.
-pub async fn serve<T>(io: T, target: ForwardTarget, provider: Arc<dyn PortForwarder>)
-where
-    T: AsyncRead + AsyncWrite + Send + 'static,
+pub async fn serve<R, W>(
+    mut rd: R,
+    wr: Outbound<W>,
+    target: ForwardTarget,
+    provider: Arc<dyn PortForwarder>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut rd, wr) = tokio::io::split(io);
     let (out, out_rx) = mpsc::channel::<Frame>(64);
     let writer = tokio::spawn(write_frames(wr, out_rx));
     let mut decoder = spdy::Decoder::default();
@@ -370,7 +408,12 @@ where
                                 reset: Some(reset_tx),
                             },
                         );
-                        pair.data = Some((stream_id, port, rx, reset_rx));
+                        pair.data = Some(DataOut {
+                            id: stream_id,
+                            port,
+                            from_client: rx,
+                            reset: reset_rx,
+                        });
                         false
                     };
                     if duplicate {
@@ -385,21 +428,21 @@ where
                     if pair.error.is_some() && pair.data.is_some() {
                         if let Some(Pending {
                             error: Some(error_id),
-                            data: Some((data_id, port, rx, reset_rx)),
+                            data: Some(data),
                             ..
                         }) = pending.remove(&request_id)
                         {
-                            let conn = provider.connect(&target, port);
+                            let conn = provider.connect(&target, data.port);
                             forwards.spawn(forward(
                                 conn,
                                 ForwardPair {
                                     error_id,
-                                    data_id,
-                                    port,
+                                    data_id: data.id,
+                                    port: data.port,
                                     pod: target.uid.clone(),
                                 },
-                                rx,
-                                reset_rx,
+                                data.from_client,
+                                data.reset,
                                 out.clone(),
                             ));
                         }
@@ -469,7 +512,7 @@ where
                             let msg = format!("timed out waiting for streams of request {request_id}");
                             let _ = out.send(data_frame(err, Bytes::from(msg), true)).await;
                         }
-                        if let Some((data_id, ..)) = p.data {
+                        if let Some(DataOut { id: data_id, .. }) = p.data {
                             data_in.remove(&data_id);
                             let _ = out.send(data_frame(data_id, Bytes::new(), true)).await;
                         }
@@ -479,7 +522,7 @@ where
         }
     };
     if let Err(e) = result {
-        tracing::debug!(pod = %format!("{}/{}", target.namespace, target.pod), error = %e, "port-forward session ended");
+        tracing::warn!(pod = %format!("{}/{}", target.namespace, target.pod), error = %e, "port-forward session failed");
     }
     // Ends the forwards still running; then the writer drains what is queued and ends.
     forwards.shutdown().await;
@@ -497,8 +540,7 @@ fn data_frame(stream_id: u32, bytes: Bytes, fin: bool) -> Frame {
 
 /// Writes queued frames in order (one header compression context), batching what is
 /// ready into one write.
-async fn write_frames<W: AsyncWrite>(wr: W, mut rx: mpsc::Receiver<Frame>) {
-    tokio::pin!(wr);
+async fn write_frames<W: AsyncWrite + Unpin>(mut wr: Outbound<W>, mut rx: mpsc::Receiver<Frame>) {
     let mut encoder = match spdy::Encoder::new() {
         Ok(e) => e,
         Err(e) => {
@@ -518,12 +560,12 @@ async fn write_frames<W: AsyncWrite>(wr: W, mut rx: mpsc::Receiver<Frame>) {
                 next = rx.try_recv().ok();
             }
         }
-        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
+        if !wr.send(&buf).await {
             return;
         }
         buf.clear();
     }
-    let _ = wr.shutdown().await;
+    wr.close().await;
 }
 
 /// The streams of one forwarded connection.
@@ -706,7 +748,13 @@ mod tests {
             }
         });
         let (server_end, client_end) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(serve(server_end, target(), Arc::new(Loopback(addr))));
+        let (rd, wr) = tokio::io::split(server_end);
+        tokio::spawn(serve(
+            rd,
+            Outbound::Io(wr),
+            target(),
+            Arc::new(Loopback(addr)),
+        ));
         let mut c = Client {
             io: client_end,
             enc: spdy::Encoder::new().expect("encoder"),

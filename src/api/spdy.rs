@@ -532,13 +532,9 @@ impl Encoder {
                 out.put_u32(*stream_id);
                 out.put_u32(*delta);
             }
-            Frame::Unknown { kind } => {
+            Frame::Unknown { .. } => {
                 return Err(SpdyError::Malformed {
-                    what: if *kind == 0 {
-                        "unknown"
-                    } else {
-                        "unknown control"
-                    },
+                    what: "unknown control",
                     len: 0,
                 })
             }
