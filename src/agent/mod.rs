@@ -15,6 +15,7 @@ pub mod logs;
 pub mod metrics;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod run;
 pub mod storage;
 

@@ -14,12 +14,14 @@ pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod podlogs;
+pub mod portforward;
 pub mod protobuf;
 pub mod request;
 pub mod selector;
 pub mod server;
 pub mod serviceaccount_token;
 pub mod services;
+pub mod spdy;
 pub mod status;
 pub mod table;
 pub mod upgrade;
@@ -81,6 +83,8 @@ pub struct ApiServer {
     /// Where `pods/log` streams come from (the local agent), once one is set.
     pub pod_logs: std::sync::OnceLock<Arc<dyn podlogs::PodLogs>>,
     pub pod_exec: std::sync::OnceLock<Arc<dyn exec::PodExec>>,
+    /// Where `pods/portforward` connections go (the local agent), once one is set.
+    pub port_forward: std::sync::OnceLock<Arc<dyn portforward::PortForwarder>>,
 }
 
 impl ApiServer {
@@ -105,6 +109,7 @@ impl ApiServer {
             metrics: metrics::MetricsStore::default(),
             pod_logs: Default::default(),
             pod_exec: Default::default(),
+            port_forward: Default::default(),
         }))
     }
 
@@ -131,7 +136,7 @@ impl ApiServer {
 
     async fn dispatch<B>(
         self: &Arc<Self>,
-        req: Request<B>,
+        mut req: Request<B>,
         user: Option<UserInfo>,
     ) -> ApiResult<Response<Body>>
     where
@@ -210,8 +215,12 @@ impl ApiServer {
             Route::Resource(p) => p,
         };
         if p.resource.kind == "Pod" && p.name.is_some() {
-            if let Some(s @ ("exec" | "attach")) = p.subresource.as_deref() {
-                return self.pod_exec(&p, &query, s == "attach", req).await;
+            match p.subresource.as_deref() {
+                Some(s @ ("exec" | "attach")) => {
+                    return self.pod_exec(&p, &query, s == "attach", req).await
+                }
+                Some("portforward") => return self.pod_port_forward(&p, &query, &mut req).await,
+                _ => {}
             }
         }
         if accept == Accept::Protobuf && method == Method::GET {

@@ -361,6 +361,9 @@ async fn run_agent(
     let mut tasks = tokio::task::JoinSet::new();
     match crate::agent::run::run(client, config, pods, &mut tasks).await {
         Ok(node) => {
+            api.set_port_forward(Arc::new(crate::agent::portforward::LocalPortForward(
+                node.clone(),
+            )));
             api.set_pod_logs(Arc::new(LocalPodLogs(node.clone())));
             api.set_pod_exec(Arc::new(LocalPodExec(node)));
             while tasks.join_next().await.is_some() {}

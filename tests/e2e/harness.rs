@@ -167,7 +167,7 @@ impl Server {
     /// `program` run inside the node's network namespace when there is one (only the
     /// network namespace: `ip netns exec` would also remount /sys and hide the cgroup
     /// hierarchies the runtime needs).
-    fn in_netns(&self, program: &str) -> Command {
+    pub fn in_netns(&self, program: &str) -> Command {
         match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("nsenter");

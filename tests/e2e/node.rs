@@ -1286,3 +1286,214 @@ spec:
             .then_some(())
     });
 }
+
+/// `kubectl port-forward` running in the node's netns; killed (by its PID) when dropped.
+struct PortForward {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl PortForward {
+    /// Starts `kubectl port-forward <args>` and waits for its "Forwarding from" lines.
+    fn start(s: &Server, args: &[&str], env: &[(&str, &str)], forwards: usize) -> PortForward {
+        use std::io::{BufRead, BufReader};
+        let mut all = vec!["port-forward", "-v=6"];
+        all.extend_from_slice(args);
+        let mut cmd = s.kubectl_cmd(&all);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl port-forward");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let err_pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out_pipe = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut seen = 0;
+        while seen < forwards {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.starts_with("Forwarding from 127.0.0.1:") => seen += 1,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "kubectl port-forward {args:?} did not start forwarding: {}",
+                        stderr.lock().map(|s| s.clone()).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        PortForward { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `wget -qO- http://127.0.0.1:<port><path>` from the node's netns (where kubectl
+/// listens); the body, or `None` when the fetch failed.
+fn fetch(s: &Server, port: u16, path: &str) -> Option<Vec<u8>> {
+    let out = s
+        .in_netns(crate::image::BUSYBOX)
+        .args(["wget", "-O-", "-T", "20"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run busybox wget");
+    if !out.status.success() {
+        eprintln!(
+            "wget :{port}{path} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out.status.success().then_some(out.stdout)
+}
+
+#[test]
+#[ignore = "unfinished: kubectl negotiates the WebSocket tunnel (101) but wget through the \
+            forward fails at once, cause not yet found (wget -q hid the HTTP status)"]
+fn port_forward_reaches_pods_and_services_over_websocket_and_spdy() {
+    let s = node();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {{app: web}}
+spec:
+  containers:
+  - name: httpd
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && echo hello through port-forward > /www/index.html && dd if=/dev/urandom of=/www/big bs=1024 count=4096 2>/dev/null && httpd -p 127.0.0.1:8081 -h /www && exec httpd -f -p 80 -h /www"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {{app: web}}
+  ports:
+  - {{name: http, port: 8000, targetPort: 80}}
+"#
+        ),
+    );
+    eventually(60, "the pod is Running", || {
+        (phase(&s, "web") == "Running").then_some(())
+    });
+
+    // kubectl 1.32 tunnels SPDY in a WebSocket first. Two ports at once, one of them a
+    // server bound to the pod's own 127.0.0.1.
+    let pf = PortForward::start(&s, &["pod/web", "18080:80", "18081:8081"], &[], 2);
+    let page = (0..20)
+        .find_map(|_| {
+            fetch(&s, 18080, "/").or_else(|| {
+                std::thread::sleep(Duration::from_secs(1));
+                None
+            })
+        })
+        .unwrap_or_else(|| panic!("no page through the forward; kubectl: {}", pf.stderr()));
+    assert_eq!(
+        String::from_utf8_lossy(&page),
+        "hello through port-forward\n"
+    );
+    let local = fetch(&s, 18081, "/").expect("the pod's localhost-only server");
+    assert_eq!(
+        String::from_utf8_lossy(&local),
+        "hello through port-forward\n"
+    );
+    // Several connections at once, each 4 MiB.
+    let started = Instant::now();
+    let fetches: Vec<_> = (0..4)
+        .map(|_| {
+            s.in_netns(crate::image::BUSYBOX)
+                .args(["wget", "-qO-", "-T", "30", "http://127.0.0.1:18080/big"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("busybox wget")
+        })
+        .collect();
+    let bodies: Vec<_> = fetches
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wget output"))
+        .collect();
+    let elapsed = started.elapsed();
+    let first = &bodies[0].stdout;
+    for b in &bodies {
+        assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+        assert_eq!(b.stdout.len(), 4096 * 1024);
+        assert!(&b.stdout == first, "the same bytes on every connection");
+    }
+    eprintln!("port-forward (WebSocket): 4 x 4 MiB in {elapsed:?}");
+    let log = pf.stderr();
+    assert!(
+        !log.contains("falling back to SPDY") && !log.contains("fallback"),
+        "the WebSocket tunnel was used: {log}"
+    );
+    drop(pf);
+
+    // The SPDY/3.1 upgrade kubectl falls back to, to a Service (kubectl picks its pod and
+    // maps the service port to the target port).
+    let pf = PortForward::start(
+        &s,
+        &["svc/web", "18082:8000"],
+        &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")],
+        1,
+    );
+    let page = eventually(20, "a page through the service forward", || {
+        fetch(&s, 18082, "/")
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&page),
+        "hello through port-forward\n"
+    );
+    let started = Instant::now();
+    let big = fetch(&s, 18082, "/big").expect("a big file over SPDY");
+    eprintln!("port-forward (SPDY): 4 MiB in {:?}", started.elapsed());
+    assert_eq!(big.len(), 4096 * 1024);
+    assert!(&big == first);
+    drop(pf);
+
+    // Nothing listens on 9999: the error stream carries the kubelet's message and kubectl
+    // gives up.
+    let mut pf = PortForward::start(&s, &["pod/web", "18083:9999"], &[], 1);
+    assert_eq!(fetch(&s, 18083, "/"), None);
+    let exited = eventually(20, "kubectl port-forward exits", || {
+        pf.child.try_wait().ok().flatten()
+    });
+    assert!(!exited.success());
+    let log = pf.stderr();
+    assert!(
+        log.contains("error forwarding port 9999 to pod ")
+            && log.contains("failed to connect to localhost:9999"),
+        "{log}"
+    );
+    assert!(log.contains("lost connection to pod"), "{log}");
+}
