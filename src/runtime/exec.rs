@@ -65,6 +65,8 @@ pub struct ExecProcess {
     pub stderr: Option<Pin<Box<dyn AsyncRead + Send>>>,
     /// The pty, for resizing.
     pub pty: Option<Pty>,
+    /// The command's process (in the host's PID namespace).
+    pub pid: i32,
     child: tokio::process::Child,
 }
 
@@ -83,10 +85,11 @@ impl ExecProcess {
             .unwrap_or(-1))
     }
 
-    /// Kill the command's helper (the command itself runs on if it ignores the
-    /// session ending, as with runc; the helper's death closes its pipes).
-    pub fn kill(&mut self) {
-        let _ = self.child.start_kill();
+    /// SIGKILL the command (its helper then exits with 137).
+    pub fn kill(&self) {
+        // SAFETY: kill(2) on the command's pid, which its helper (our child) has not
+        // reaped while this process exists.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
     }
 }
 
@@ -142,8 +145,8 @@ impl Runtime {
         let id2 = id.to_string();
         let (ready, master) =
             tokio::task::spawn_blocking(move || read_report(ours, &id2)).await??;
-        match ready {
-            ExecReady::Started { .. } => {}
+        let pid = match ready {
+            ExecReady::Started { pid } => pid,
             ExecReady::Failed { message } => {
                 let _ = child.wait().await;
                 return Err(RuntimeError::Exec {
@@ -151,12 +154,13 @@ impl Runtime {
                     message,
                 });
             }
-        }
+        };
         let mut process = ExecProcess {
             stdin: None,
             stdout: None,
             stderr: None,
             pty: None,
+            pid,
             child,
         };
         if let Some(master) = master {
@@ -187,25 +191,25 @@ impl Runtime {
     }
 
     /// Run `argv` without stdin and collect its output (stdout and stderr together, at
-    /// most `limit` bytes): exec probes and hooks.
+    /// most `limit` bytes), killing it after `timeout`: exec probes and hooks.
     pub async fn exec_output(
         &self,
         id: &str,
         argv: Vec<String>,
         limit: usize,
+        timeout: std::time::Duration,
     ) -> Result<(i32, Vec<u8>), RuntimeError> {
         use tokio::io::AsyncReadExt as _;
         let mut p = self
             .exec(
                 id,
                 ExecSpec {
-                    argv,
+                    argv: argv.clone(),
                     tty: false,
                     stdin: false,
                 },
             )
             .await?;
-        let mut out = Vec::new();
         let (stdout, stderr) = (p.stdout.take(), p.stderr.take());
         let read_all = |r: Option<Pin<Box<dyn AsyncRead + Send>>>| async move {
             let mut buf = Vec::new();
@@ -214,12 +218,26 @@ impl Runtime {
             }
             buf
         };
-        let (a, b) = tokio::join!(read_all(stdout), read_all(stderr));
-        out.extend(a);
-        out.extend(b);
-        out.truncate(limit);
-        let code = p.wait().await?;
-        Ok((code, out))
+        let run = async {
+            let (a, b) = tokio::join!(read_all(stdout), read_all(stderr));
+            let code = p.wait().await;
+            (a, b, code)
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok((mut out, err, code)) => {
+                out.extend(err);
+                out.truncate(limit);
+                Ok((code?, out))
+            }
+            Err(_) => {
+                p.kill();
+                let _ = p.wait().await;
+                Err(RuntimeError::Exec {
+                    id: id.into(),
+                    message: format!("command {argv:?} timed out after {timeout:?}"),
+                })
+            }
+        }
     }
 }
 

@@ -257,6 +257,9 @@ spec:
     image: {IMAGE}
     command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
     workingDir: /tmp
+    readinessProbe:
+      exec: {{command: ["test", "-f", "/tmp/ready"]}}
+      periodSeconds: 1
     env:
     - name: COLOR
       valueFrom: {{configMapKeyRef: {{name: settings, key: COLOR}}}}
@@ -340,6 +343,22 @@ spec:
         std::fs::read_to_string(back.join("f")).expect("copied out"),
         "made inside\n"
     );
+
+    // An exec readiness probe: not ready until the file exists.
+    let ready = || {
+        s.ok(&[
+            "get",
+            "pod",
+            "box",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+    };
+    assert_eq!(ready(), "False");
+    s.ok(&["exec", "box", "--", "touch", "/tmp/ready"]);
+    eventually(30, "the exec readiness probe passes", || {
+        (ready() == "True").then_some(())
+    });
 
     // A terminal: `kubectl exec -it` under a pty.
     let out = s.kubectl_on_terminal("exec -it box -- sh -c 'tty; echo $((6*7))'");
