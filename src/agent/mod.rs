@@ -3,11 +3,16 @@
 //! - [`host`]: capacity, identity and pressure readings of the machine;
 //! - [`node`]: registration, the pod range the server assigns, node status and conditions;
 //! - [`lease`]: the heartbeat Lease in `kube-node-lease`;
-//! - [`metrics`]: the node's and its containers' CPU and memory usage for `kubectl top`.
+//! - [`metrics`]: the node's and its containers' CPU and memory usage for `kubectl top`;
+//! - [`logs`]: reading CRI log files for `pods/log`;
+//! - [`pods`]: the pod workers (plans, container specs, volumes, probes, status) that run
+//!   pods with [`crate::runtime`], images and the pod network ([`crate::net`]);
+//! - [`storage`]: claim volumes and the local-path reclaimer;
+//! - [`portforward`]: connections into a pod's network namespace for `pods/portforward`;
+//! - [`run`]: wiring it all together for `skiff server`.
 //!
-//! Not built yet (issue 4): the pod workers that run pods with [`crate::runtime`], images
-//! and the pod network, probes, volumes, streaming. Until they exist the node reports
-//! `Ready=False` with the reason, and `skiff server` refuses to start an agent.
+//! Not built yet (issue 4): `pods/attach`, node-pressure eviction, image GC scheduling,
+//! joining a server from another machine (`skiff agent`).
 
 pub mod host;
 pub mod lease;
