@@ -11,13 +11,16 @@
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[path = "support/image.rs"]
 mod image;
+#[path = "support/registry.rs"]
+mod registry;
 
 use image::*;
+use registry::{push, Registry};
 use skiff::runtime::cgroup;
 use skiff::runtime::image::{ImageError, ImageStore, PullErrorKind, PullPolicy, RegistriesConfig};
 use skiff::runtime::{ContainerSpec, Runtime, RuntimeConfig, Status};
@@ -409,95 +412,6 @@ fn skiff_images_import_ls_rm() {
             .count(),
         0
     );
-}
-
-/// A `docker-registry serve` on 127.0.0.1, killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let registry = "/usr/bin/docker-registry";
-        assert!(
-            Path::new(registry).exists(),
-            "{registry} is missing: install Debian's docker-registry (tests/run.sh does)"
-        );
-        let dir = tempfile::tempdir().expect("tmp");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("storage").display()
-            ),
-        )
-        .expect("config");
-        let child = Command::new(registry)
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let reg = Registry {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reg
-    }
-
-    fn stop(&mut self) {
-        // SAFETY: the registry process this test started, by pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-async fn push(img: &TestImage, reference: &str) {
-    skiff::runtime::image::pull::install_crypto_provider();
-    let client = oci_client::Client::new(oci_client::client::ClientConfig {
-        protocol: oci_client::client::ClientProtocol::Http,
-        ..Default::default()
-    });
-    let r: oci_client::Reference = reference.parse().expect("reference");
-    let layers = vec![
-        oci_client::client::ImageLayer::new(img.base_gz.clone(), LAYER_GZIP.into(), None),
-        oci_client::client::ImageLayer::new(img.top_zst.clone(), LAYER_ZSTD.into(), None),
-    ];
-    let config = oci_client::client::Config::new(img.config.clone(), CONFIG_TYPE.into(), None);
-    client
-        .push(
-            &r,
-            &layers,
-            config,
-            &oci_client::secrets::RegistryAuth::Anonymous,
-            None,
-        )
-        .await
-        .expect("push to the local registry");
 }
 
 /// Push `img` and a variant for another platform as `test/multi:1`, an OCI index with

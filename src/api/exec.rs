@@ -266,7 +266,22 @@ async fn serve(ws: WebSocket, provider: Arc<dyn PodExec>, req: ExecRequest) {
         }
     });
 
-    let exit = session.exit.await;
+    // The client may leave first: then its output pumps stop too (for a TTY that closes
+    // the pty, so the shell gets SIGHUP, as when a terminal goes away) and the command
+    // is only waited for.
+    let mut input = input;
+    let mut exit_future = session.exit;
+    let exit = tokio::select! {
+        exit = &mut exit_future => exit,
+        _ = &mut input => {
+            for p in &pumps {
+                p.abort();
+            }
+            drop(tx);
+            let _ = exit_future.await;
+            return;
+        }
+    };
     let drain = async {
         for p in pumps {
             let _ = p.await;

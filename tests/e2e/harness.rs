@@ -283,6 +283,11 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The node's network namespace (`/run/netns/<name>`), for node tests.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
     /// The API server's port.
     pub fn port(&self) -> u16 {
         self.port

@@ -3,6 +3,8 @@
 mod harness;
 #[path = "../support/image.rs"]
 mod image;
+#[path = "../support/registry.rs"]
+mod registry;
 
 mod apply;
 mod autoscale;

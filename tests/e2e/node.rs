@@ -1523,3 +1523,70 @@ spec:
     );
     assert!(log.contains("lost connection to pod"), "{log}");
 }
+
+#[test]
+fn a_pod_runs_an_image_pulled_from_a_mirror_registry() {
+    // docker.io is mirrored to a local registry (k3s's registries.yaml), which runs inside
+    // the node's network namespace.
+    let port = crate::harness::free_port();
+    let config_dir = tempfile::tempdir().expect("temp dir");
+    let registries = config_dir.path().join("registries.yaml");
+    std::fs::write(
+        &registries,
+        format!("mirrors:\n  docker.io:\n    endpoint:\n    - \"http://127.0.0.1:{port}\"\n"),
+    )
+    .expect("registries.yaml");
+    let s = Server::start_node(&[&format!("--private-registry={}", registries.display())]);
+    eventually(60, "the node is Ready", || {
+        s.ok(&["get", "nodes", "--no-headers"])
+            .contains(" Ready ")
+            .then_some(())
+    });
+    let registry = crate::registry::Registry::start_in(s.netns(), port);
+    registry.push_blocking(
+        &TestImage::with_hello("pulled from the registry\n"),
+        "library/pulled:1",
+    );
+
+    // The image's own entrypoint and command (`sh -c 'cat /hello.txt'`).
+    s.ok(&["run", "pulled", "--image", "pulled:1", "--restart=Never"]);
+    eventually(60, "the pulled pod Succeeded", || {
+        (phase(&s, "pulled") == "Succeeded").then_some(())
+    });
+    assert_eq!(s.ok(&["logs", "pulled"]), "pulled from the registry\n");
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=pulled",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        events.contains("Pulling: Pulling image \"pulled:1\""),
+        "{events}"
+    );
+    assert!(
+        events.contains("Pulled: Successfully pulled image"),
+        "{events}"
+    );
+
+    // A tag the registry does not have: ErrImagePull, then ImagePullBackOff.
+    s.ok(&[
+        "run",
+        "missing",
+        "--image",
+        "pulled:nope",
+        "--restart=Never",
+    ]);
+    let reason = eventually(60, "the pull fails", || {
+        let r = jsonpath(
+            &s,
+            "missing",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        );
+        matches!(r.as_str(), "ErrImagePull" | "ImagePullBackOff").then_some(r)
+    });
+    assert!(!reason.is_empty());
+    s.ok(&["delete", "pod", "pulled", "missing", "--wait=true"]);
+}
