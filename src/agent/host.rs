@@ -75,7 +75,7 @@ pub fn default_route_interface(route_table: &str) -> Option<String> {
 }
 
 /// Total and available bytes of the filesystem holding `path`.
-fn filesystem(path: &Path) -> Result<(u64, u64), AgentError> {
+pub fn filesystem(path: &Path) -> Result<(u64, u64), AgentError> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| AgentError::Host(format!("{} contains a NUL byte", path.display())))?;

@@ -8,13 +8,15 @@
 //! - [`pods`]: the pod workers (plans, container specs, volumes, probes, status) that run
 //!   pods with [`crate::runtime`], images and the pod network ([`crate::net`]);
 //! - [`storage`]: claim volumes and the local-path reclaimer;
+//! - [`imagegc`]: removing unused images when the disk fills up;
 //! - [`portforward`]: connections into a pod's network namespace for `pods/portforward`;
 //! - [`run`]: wiring it all together for `skiff server`.
 //!
-//! Not built yet (issue 4): `pods/attach`, node-pressure eviction, image GC scheduling,
+//! Not built yet (issue 4): `pods/attach`, node-pressure eviction,
 //! joining a server from another machine (`skiff agent`).
 
 pub mod host;
+pub mod imagegc;
 pub mod lease;
 pub mod logs;
 pub mod metrics;

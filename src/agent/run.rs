@@ -124,6 +124,7 @@ pub async fn run(
         recorder: Recorder::new(client, "kubelet"),
     });
     tasks.spawn(manager::run(ctx.clone()));
+    tasks.spawn(super::imagegc::run(ctx.clone()));
     tasks.spawn(super::metrics::run(
         ctx.client.clone(),
         ctx.node_name.clone(),
