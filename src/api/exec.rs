@@ -230,7 +230,7 @@ async fn serve(ws: WebSocket, provider: Arc<dyn PodExec>, req: ExecRequest) {
     // Input: stdin, resizes and the client's close, until the client goes away.
     let mut stdin = session.stdin.take();
     let resize = session.resize.take();
-    let input = tokio::spawn(async move {
+    let mut input = tokio::spawn(async move {
         while let Some(msg) = incoming.next().await {
             let data = match msg {
                 Ok(Message::Binary(d)) => d,
@@ -269,7 +269,6 @@ async fn serve(ws: WebSocket, provider: Arc<dyn PodExec>, req: ExecRequest) {
     // The client may leave first: then its output pumps stop too (for a TTY that closes
     // the pty, so the shell gets SIGHUP, as when a terminal goes away) and the command
     // is only waited for.
-    let mut input = input;
     let mut exit_future = session.exit;
     let exit = tokio::select! {
         exit = &mut exit_future => exit,

@@ -17,6 +17,9 @@ pub struct Server {
     /// A whole node (server + agent) runs inside this network namespace, created for the
     /// test and removed on drop; kubectl runs inside it too.
     netns: Option<String>,
+    /// A node's private mount namespace is held by this process (`sleep`), across server
+    /// restarts; killed on drop.
+    mount_holder: Option<Child>,
 }
 
 pub fn free_port() -> u16 {
@@ -49,6 +52,7 @@ impl Server {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             simulators: Default::default(),
             netns: None,
+            mount_holder: None,
         };
         s.spawn();
         s
@@ -109,59 +113,39 @@ impl Server {
             extra_args,
             simulators: Default::default(),
             netns: Some(netns),
+            mount_holder: None,
         };
         s.make_mount_namespace();
         s.spawn();
         s
     }
 
-    /// Where node tests keep their mount namespaces: a private bind mount of its own
-    /// (a namespace file can only be bound on a mount that does not propagate).
-    const MOUNT_NAMESPACES: &'static str = "/run/skiff-e2e-mnt";
-
+    /// The node's mount namespace (of its holder process).
     fn mount_namespace(&self) -> Option<PathBuf> {
-        self.netns
+        self.mount_holder
             .as_ref()
-            .map(|ns| Path::new(Self::MOUNT_NAMESPACES).join(ns))
+            .map(|c| PathBuf::from(format!("/proc/{}/ns/mnt", c.id())))
     }
 
-    /// The node's private mount namespace, kept (bound on a file) across server
+    /// The node's private mount namespace, held by a process of its own across server
     /// restarts, so that the mounts of running containers (root filesystems, namespace
     /// files, tmpfs volumes) are there for the restarted server, as on a real machine,
     /// and all go away with the namespace when the test ends.
-    fn make_mount_namespace(&self) {
-        static PRIVATE_DIR: std::sync::Once = std::sync::Once::new();
-        PRIVATE_DIR.call_once(|| {
-            let dir = Self::MOUNT_NAMESPACES;
-            std::fs::create_dir_all(dir).expect("mount namespaces dir");
-            let mounted = Command::new("mountpoint")
-                .args(["-q", dir])
-                .status()
-                .is_ok_and(|s| s.success());
-            if !mounted {
-                let ok = Command::new("mount")
-                    .args(["--bind", dir, dir])
-                    .status()
-                    .is_ok_and(|s| s.success())
-                    && Command::new("mount")
-                        .args(["--make-private", dir])
-                        .status()
-                        .is_ok_and(|s| s.success());
-                assert!(ok, "making {dir} a private mount failed");
-            }
-        });
-        let file = self.mount_namespace().expect("a node test");
-        std::fs::write(&file, "").expect("mount namespace file");
-        let status = Command::new("unshare")
-            .arg(format!("--mount={}", file.display()))
-            .args(["--propagation", "private", "true"])
-            .status()
+    fn make_mount_namespace(&mut self) {
+        let holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "infinity"])
+            .stdin(Stdio::null())
+            .spawn()
             .expect("run unshare");
-        assert!(
-            status.success(),
-            "unshare --mount={} failed",
-            file.display()
-        );
+        let ours = std::fs::read_link("/proc/self/ns/mnt").expect("our mount namespace");
+        let theirs = format!("/proc/{}/ns/mnt", holder.id());
+        self.mount_holder = Some(holder);
+        eventually(10, "the node's mount namespace", || {
+            std::fs::read_link(&theirs)
+                .ok()
+                .filter(|ns| *ns != ours)
+                .map(|_| ())
+        });
     }
 
     /// `program` run inside the node's network namespace when there is one (only the
@@ -624,12 +608,12 @@ impl Drop for Server {
                 let _ = c.wait();
             }
         }
-        if let Some(mnt) = self.mount_namespace() {
+        if let Some(mut holder) = self.mount_holder.take() {
             self.remove_node_leftovers();
-            // Unbinding the file ends the namespace (no process is left in it) and with it
-            // every mount made inside.
-            let _ = Command::new("umount").arg(&mnt).status();
-            let _ = std::fs::remove_file(&mnt);
+            // The last process in it gone, the namespace ends, and with it every mount
+            // made inside.
+            let _ = holder.kill();
+            let _ = holder.wait();
         }
         if let Some(ns) = self.netns.take() {
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
