@@ -96,13 +96,7 @@ impl ApiServer {
         attach: bool,
         mut req: Request<B>,
     ) -> ApiResult<Response<Body>> {
-        let name = p.name.clone().unwrap_or_default();
-        let namespace = p.namespace.clone().unwrap_or_default();
-        let key = super::objects::object_key(p.resource, Some(&namespace), &name);
-        let pod = self
-            .read_object(&key)
-            .await
-            .ok_or_else(|| super::objects::not_found(p.resource, &name))?;
+        let (namespace, name, pod) = self.read_pod(p).await?;
         let container_param = q
             .raw
             .iter()

@@ -110,12 +110,9 @@ pub(crate) fn pick_container(pod: &Value, name: &str, asked: Option<&str>) -> Ap
 }
 
 impl ApiServer {
-    /// Use `provider` for `pods/log` (the server's local agent).
-    pub fn set_pod_logs(&self, provider: Arc<dyn PodLogs>) {
-        let _ = self.pod_logs.set(provider);
-    }
-
-    pub(crate) async fn pod_log(&self, p: &ResourcePath, q: &Query) -> ApiResult<Response<Body>> {
+    /// The pod a subresource request (`log`, `exec`, `portforward`) names: its namespace,
+    /// name and object, or kube-apiserver's 404.
+    pub(crate) async fn read_pod(&self, p: &ResourcePath) -> ApiResult<(String, String, Value)> {
         let name = p.name.clone().unwrap_or_default();
         let namespace = p.namespace.clone().unwrap_or_default();
         let key = super::objects::object_key(p.resource, Some(&namespace), &name);
@@ -123,6 +120,16 @@ impl ApiServer {
             .read_object(&key)
             .await
             .ok_or_else(|| super::objects::not_found(p.resource, &name))?;
+        Ok((namespace, name, pod))
+    }
+
+    /// Use `provider` for `pods/log` (the server's local agent).
+    pub fn set_pod_logs(&self, provider: Arc<dyn PodLogs>) {
+        let _ = self.pod_logs.set(provider);
+    }
+
+    pub(crate) async fn pod_log(&self, p: &ResourcePath, q: &Query) -> ApiResult<Response<Body>> {
+        let (namespace, name, pod) = self.read_pod(p).await?;
         let container = pick_container(&pod, &name, raw(q, "container"))?;
         let statuses = ["containerStatuses", "initContainerStatuses"]
             .iter()

@@ -135,14 +135,8 @@ impl ApiServer {
         q: &Query,
         req: &mut Request<B>,
     ) -> ApiResult<Response<Body>> {
-        let name = p.name.clone().unwrap_or_default();
-        let namespace = p.namespace.clone().unwrap_or_default();
         query_ports(q)?;
-        let key = super::objects::object_key(p.resource, Some(&namespace), &name);
-        let pod = self
-            .read_object(&key)
-            .await
-            .ok_or_else(|| super::objects::not_found(p.resource, &name))?;
+        let (namespace, name, pod) = self.read_pod(p).await?;
         let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
         if node.is_empty() {
             return Err(bad(format!("pod {name} does not have a host assigned")));
