@@ -12,7 +12,7 @@
 //! - [`portforward`]: connections into a pod's network namespace for `pods/portforward`;
 //! - [`run`]: wiring it all together for `skiff server`.
 //!
-//! Not built yet (issue 4): `pods/attach`, node-pressure eviction,
+//! Not built yet (issue 4): node-pressure eviction,
 //! joining a server from another machine (`skiff agent`).
 
 pub mod host;

@@ -34,6 +34,8 @@ pub struct PodSettings {
     pub shim_binary: PathBuf,
     /// How often usage goes to `metrics.k8s.io` (zero: never).
     pub metrics_interval: std::time::Duration,
+    /// How often projected volumes of running pods are refreshed (zero: never).
+    pub sync_frequency: std::time::Duration,
 }
 
 fn setup(what: &str) -> impl FnOnce(String) -> AgentError + '_ {
@@ -122,6 +124,7 @@ pub async fn run(
         node_cpu_milli: quantity("cpu").map_or(0, |q| q.milli_value()),
         node_memory: quantity("memory").map_or(0, |q| q.value()),
         recorder: Recorder::new(client, "kubelet"),
+        sync_frequency: pods.sync_frequency,
     });
     tasks.spawn(manager::run(ctx.clone()));
     tasks.spawn(super::imagegc::run(ctx.clone()));

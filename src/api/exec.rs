@@ -8,7 +8,11 @@
 //! and in v5 255 closes a stream (`[255, 0]`: the client has no more stdin). When the
 //! command has exited and its output is drained, the status channel carries a metav1
 //! Status (`Success`, or `NonZeroExitCode` with the code as cause) and the socket closes.
-//! `pods/attach` is not implemented yet (it answers so).
+//!
+//! `pods/attach` (`kubectl attach`, `kubectl run -it`) is the same relay joined to the
+//! container's own stdio instead of a new command: output from the moment of attaching,
+//! stdin when the container has `stdin: true`; it ends with `Success` when the
+//! container exits, and a client that leaves only detaches.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,7 +49,7 @@ const CLOSE: u8 = 255;
 /// holding its stdout) before the session ends without it.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
-/// One exec request, checked against the pod.
+/// One exec or attach request, checked against the pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecRequest {
     pub node: String,
@@ -53,6 +57,7 @@ pub struct ExecRequest {
     pub pod: String,
     pub uid: String,
     pub container: String,
+    /// The command to run; empty for attach.
     pub command: Vec<String>,
     pub stdin: bool,
     pub stdout: bool,
@@ -67,13 +72,16 @@ pub struct ExecSession {
     pub stderr: Option<Pin<Box<dyn AsyncRead + Send>>>,
     /// Set the terminal size (TTY sessions).
     pub resize: Option<Box<dyn Fn(u16, u16) + Send + Sync>>,
-    /// The command's exit code.
+    /// The command's exit code (attach: 0 once the container has exited and its output
+    /// is through). Dropping it before then detaches an attach session.
     pub exit: BoxFuture<'static, Result<i32, String>>,
 }
 
 /// Where commands run: the agent of the pod's node.
 pub trait PodExec: Send + Sync {
     fn exec(&self, req: ExecRequest) -> BoxFuture<'static, Result<ExecSession, String>>;
+    /// Join the running container's own stdio.
+    fn attach(&self, req: ExecRequest) -> BoxFuture<'static, Result<ExecSession, String>>;
 }
 
 fn flag(q: &Query, name: &str) -> bool {
@@ -125,12 +133,7 @@ impl ApiServer {
                 "stderr must not be set when tty is set (the terminal carries both)".into(),
             ));
         }
-        if attach {
-            return Err(ApiError::NotImplemented(
-                "pods/attach is not implemented yet: skiff's agent does not attach to a container's own stdio yet (kubectl exec works)".into(),
-            ));
-        }
-        if command.is_empty() {
+        if !attach && command.is_empty() {
             return Err(ApiError::BadRequest(
                 "you must specify at least one command for the container".into(),
             ));
@@ -176,17 +179,22 @@ impl ApiServer {
             tty,
         };
         upgrade::accept_websocket(&mut req, protocol, move |ws| async move {
-            serve(ws, provider, request).await;
+            serve(ws, provider, request, attach).await;
         })
     }
 }
 
-/// Start the command on the node and relay it over `ws`.
-async fn serve(ws: WebSocket, provider: Arc<dyn PodExec>, req: ExecRequest) {
+/// Start the command on the node (or attach to the container) and relay it over `ws`.
+async fn serve(ws: WebSocket, provider: Arc<dyn PodExec>, req: ExecRequest, attach: bool) {
     let (mut sink, mut incoming) = ws.split();
     let command = req.command.clone();
     let (want_out, want_err) = (req.stdout, req.stderr);
-    let mut session = match provider.exec(req).await {
+    let session = if attach {
+        provider.attach(req).await
+    } else {
+        provider.exec(req).await
+    };
+    let mut session = match session {
         Ok(s) => s,
         Err(message) => {
             let status = json!({
@@ -262,7 +270,7 @@ async fn serve(ws: WebSocket, provider: Arc<dyn PodExec>, req: ExecRequest) {
 
     // The client may leave first: then its output pumps stop too (for a TTY that closes
     // the pty, so the shell gets SIGHUP, as when a terminal goes away) and the command
-    // is only waited for.
+    // is only waited for; an attached client just detaches.
     let mut exit_future = session.exit;
     let exit = tokio::select! {
         exit = &mut exit_future => exit,
@@ -271,7 +279,9 @@ async fn serve(ws: WebSocket, provider: Arc<dyn PodExec>, req: ExecRequest) {
                 p.abort();
             }
             drop(tx);
-            let _ = exit_future.await;
+            if !attach {
+                let _ = exit_future.await;
+            }
             return;
         }
     };

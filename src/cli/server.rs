@@ -58,6 +58,10 @@ pub struct ServerArgs {
     /// (`15s`, `5s`, `500ms`; `0` turns reporting off).
     #[arg(long, default_value = "15s", value_parser = crate::client::metrics::parse_interval)]
     pub metrics_interval: std::time::Duration,
+    /// How often running pods' configMap, secret, downwardAPI and projected volumes are
+    /// brought up to date (kubelet's sync-frequency; `0` never refreshes them).
+    #[arg(long, default_value = "1m", value_parser = crate::client::metrics::parse_interval)]
+    pub sync_frequency: std::time::Duration,
     /// IPv4 network CIDR to use for pod IPs.
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
@@ -345,6 +349,7 @@ fn agent_settings(
             local_storage_path: local_storage_path(args),
             shim_binary,
             metrics_interval: args.metrics_interval,
+            sync_frequency: args.sync_frequency,
         },
     ))
 }
@@ -426,26 +431,35 @@ impl api::podlogs::PodLogs for LocalPodLogs {
 /// `pods/exec` on this server's own agent.
 struct LocalPodExec(Arc<crate::agent::pods::worker::NodeContext>);
 
+impl LocalPodExec {
+    /// The id of the running container the request names, on this node.
+    async fn container(&self, req: &api::exec::ExecRequest) -> Result<String, String> {
+        let node = &self.0;
+        if req.node != node.node_name {
+            return Err(format!(
+                "pod {}/{} runs on node {:?}; this server serves node {:?} only",
+                req.namespace, req.pod, req.node, node.node_name
+            ));
+        }
+        node.running_container(&req.uid, &req.container).await
+    }
+}
+
 impl api::exec::PodExec for LocalPodExec {
     fn exec(
         &self,
         req: api::exec::ExecRequest,
     ) -> futures::future::BoxFuture<'static, Result<api::exec::ExecSession, String>> {
-        let node = self.0.clone();
+        let this = LocalPodExec(self.0.clone());
         Box::pin(async move {
-            if req.node != node.node_name {
-                return Err(format!(
-                    "pod {}/{} runs on node {:?}; this server runs commands on node {:?} only",
-                    req.namespace, req.pod, req.node, node.node_name
-                ));
-            }
-            let id = node.running_container(&req.uid, &req.container).await?;
+            let id = this.container(&req).await?;
             let spec = crate::runtime::exec::ExecSpec {
                 argv: req.command,
                 tty: req.tty,
                 stdin: req.stdin,
             };
-            let mut process = node
+            let mut process = this
+                .0
                 .runtime
                 .exec(&id, spec)
                 .await
@@ -463,6 +477,40 @@ impl api::exec::PodExec for LocalPodExec {
                     }) as Box<dyn Fn(u16, u16) + Send + Sync>
                 }),
                 exit: Box::pin(async move { process.wait().await.map_err(|e| e.to_string()) }),
+            })
+        })
+    }
+
+    fn attach(
+        &self,
+        req: api::exec::ExecRequest,
+    ) -> futures::future::BoxFuture<'static, Result<api::exec::ExecSession, String>> {
+        let this = LocalPodExec(self.0.clone());
+        Box::pin(async move {
+            let id = this.container(&req).await?;
+            let spec = crate::runtime::attach::AttachSpec {
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+            };
+            let mut attachment = this
+                .0
+                .runtime
+                .attach(&id, spec)
+                .await
+                .map_err(|e| format!("error attaching to container: {e}"))?;
+            let boxed = |s: Option<tokio::io::DuplexStream>| s.map(Box::pin);
+            Ok(api::exec::ExecSession {
+                stdin: boxed(attachment.stdin.take()).map(|s| s as _),
+                stdout: boxed(attachment.stdout.take()).map(|s| s as _),
+                stderr: boxed(attachment.stderr.take()).map(|s| s as _),
+                resize: req
+                    .tty
+                    .then(|| Box::new(attachment.resizer()) as Box<dyn Fn(u16, u16) + Send + Sync>),
+                exit: Box::pin(async move {
+                    attachment.finish().await;
+                    Ok(0)
+                }),
             })
         })
     }

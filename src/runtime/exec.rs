@@ -311,18 +311,24 @@ impl Pty {
 
     /// Set the terminal's size (the command gets SIGWINCH).
     pub fn resize(&self, width: u16, height: u16) -> std::io::Result<()> {
-        let size = libc::winsize {
-            ws_row: height,
-            ws_col: width,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ with a valid winsize on our pty master.
-        if unsafe { libc::ioctl(self.0.as_raw_fd(), libc::TIOCSWINSZ, &size) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
+        set_window_size(self.0.as_raw_fd(), width, height)
     }
+}
+
+/// Set the size of the terminal whose pty master is `master` (its processes get
+/// SIGWINCH).
+pub(crate) fn set_window_size(master: RawFd, width: u16, height: u16) -> std::io::Result<()> {
+    let size = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a valid winsize; a bad fd only makes it fail.
+    if unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &size) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl AsyncRead for Pty {

@@ -19,6 +19,7 @@
 //! package). Kubernetes' default seccomp profile for pods is `Unconfined`; a spec cannot
 //! ask for a profile yet (`RuntimeDefault` and `Localhost` are left for later).
 
+pub mod attach;
 pub mod bench;
 pub mod cgroup;
 pub mod exec;
@@ -239,7 +240,8 @@ impl Runtime {
         }
     }
 
-    async fn request(&self, id: &str, request: &Request) -> Result<Response, RuntimeError> {
+    /// Connect to the shim of `id` and send `request`.
+    async fn send(&self, id: &str, request: &Request) -> Result<UnixStream, RuntimeError> {
         let paths = StateDir::new(&self.run_dir, id);
         if !paths.dir.is_dir() {
             return Err(RuntimeError::NotFound { id: id.into() });
@@ -256,6 +258,11 @@ impl Runtime {
             .write_all(&line)
             .await
             .map_err(|_| RuntimeError::ShimGone { id: id.into() })?;
+        Ok(stream)
+    }
+
+    async fn request(&self, id: &str, request: &Request) -> Result<Response, RuntimeError> {
+        let stream = self.send(id, request).await?;
         let mut reader = BufReader::new(stream);
         let mut answer = String::new();
         let n = reader

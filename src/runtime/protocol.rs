@@ -2,7 +2,8 @@
 //!
 //! One request per connection on the shim's unix socket: the client writes one JSON line
 //! ([`Request`]), the shim answers one JSON line ([`Response`]) and closes. `Wait` is
-//! answered when the container has exited. The same [`ContainerState`] is what
+//! answered when the container has exited. `Attach` is answered with `Ok` and the
+//! connection then carries [`attach`] frames both ways until either side closes it. The same [`ContainerState`] is what
 //! `Runtime::status` returns; [`ExitStatus`] is also written to `exit.json` so that the
 //! exit survives the shim.
 //!
@@ -27,6 +28,73 @@ pub enum Request {
     Wait,
     /// Kill the container if it still runs, remove its cgroup and state, and exit.
     Delete,
+    /// Join the container's own stdio: from the `Ok` on, the shim sends the container's
+    /// output as it comes and takes stdin and resizes ([`attach`] frames).
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+}
+
+/// The frames of an attached connection: a kind byte, the payload's length (u32, big
+/// endian), the payload. The shim sends [`attach::STDOUT`] and [`attach::STDERR`] (a
+/// terminal's output is all stdout) and closes the connection when the container has
+/// exited and its output is sent; the client sends [`attach::STDIN`],
+/// [`attach::RESIZE`] (width and height, u16 big endian each) and
+/// [`attach::CLOSE_STDIN`]. A client that closes its side has detached.
+pub mod attach {
+    pub const STDIN: u8 = 0;
+    pub const STDOUT: u8 = 1;
+    pub const STDERR: u8 = 2;
+    pub const RESIZE: u8 = 4;
+    pub const CLOSE_STDIN: u8 = 255;
+    /// The largest payload a frame may carry.
+    pub const MAX_PAYLOAD: usize = 1 << 20;
+
+    /// `data` as one frame of `kind` (payloads past [`MAX_PAYLOAD`] are cut there).
+    pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
+        let data = &data[..data.len().min(MAX_PAYLOAD)];
+        let mut out = Vec::with_capacity(data.len() + 5);
+        out.push(kind);
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    /// The first complete frame in `buf`: (kind, payload, bytes used); `Err` when the
+    /// length is past [`MAX_PAYLOAD`].
+    pub fn parse(buf: &[u8]) -> Result<Option<(u8, &[u8], usize)>, String> {
+        let Some(header) = buf.get(..5) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if len > MAX_PAYLOAD {
+            return Err(format!(
+                "attach frame of {len} bytes (at most {MAX_PAYLOAD})"
+            ));
+        }
+        Ok(buf
+            .get(5..5 + len)
+            .map(|payload| (header[0], payload, 5 + len)))
+    }
+
+    /// A resize frame's payload.
+    pub fn resize_payload(width: u16, height: u16) -> [u8; 4] {
+        let (w, h) = (width.to_be_bytes(), height.to_be_bytes());
+        [w[0], w[1], h[0], h[1]]
+    }
+
+    /// (width, height) from a resize payload.
+    pub fn parse_resize(payload: &[u8]) -> Option<(u16, u16)> {
+        match payload {
+            [w0, w1, h0, h1] => Some((
+                u16::from_be_bytes([*w0, *w1]),
+                u16::from_be_bytes([*h0, *h1]),
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// A shim's answer.
@@ -162,5 +230,24 @@ mod tests {
         let s = serde_json::to_string(&e).expect("json");
         assert_eq!(s, r#"{"result":"error","message":"no"}"#);
         assert_eq!(serde_json::from_str::<Response>(&s).expect("parses"), e);
+    }
+
+    #[test]
+    fn attach_frames_round_trip_and_wait_for_their_whole_payload() {
+        let mut wire = attach::frame(attach::STDIN, b"echo hi\n");
+        wire.extend(attach::frame(
+            attach::RESIZE,
+            &attach::resize_payload(120, 40),
+        ));
+        let (kind, payload, used) = attach::parse(&wire).expect("valid").expect("complete");
+        assert_eq!((kind, payload), (attach::STDIN, &b"echo hi\n"[..]));
+        let (kind, payload, _) = attach::parse(&wire[used..])
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(kind, attach::RESIZE);
+        assert_eq!(attach::parse_resize(payload), Some((120, 40)));
+        assert_eq!(attach::parse(&wire[..used - 1]), Ok(None));
+        let huge = [attach::STDIN, 0xff, 0xff, 0xff, 0xff];
+        assert!(attach::parse(&huge).is_err());
     }
 }

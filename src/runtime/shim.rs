@@ -9,13 +9,14 @@
 //! 2. creates and starts the container with libcontainer from the bundle the agent wrote
 //!    into the state dir (state root `<run>/oci`, cgroupfs, the spec's absolute
 //!    `cgroupsPath`), with the container's stdout/stderr on pipes it owns (or a pty, for
-//!    `tty`);
+//!    `tty`), and, for `stdin: true`, the write end of its stdin (a pipe, or the pty);
 //! 3. reports `Started {pid}` or `Failed {message}` as one JSON line on its original
 //!    stdout (the agent's readiness pipe);
 //! 4. runs a `poll` loop: copies output into the CRI log, reaps the container's init
-//!    (pidfd), answers [`Request`]s on `shim.sock`, records the [`ExitStatus`] (with
-//!    OOM kills from the cgroup) in `exit.json`, and on `Delete` removes the container
-//!    (cgroup, libcontainer state, its state dir) and exits.
+//!    (pidfd), answers [`Request`]s on `shim.sock` (an `Attach`ed connection stays: it
+//!    gets the output as it comes and feeds stdin and terminal resizes), records the
+//!    [`ExitStatus`] (with OOM kills from the cgroup) in `exit.json`, and on `Delete`
+//!    removes the container (cgroup, libcontainer state, its state dir) and exits.
 //!
 //! Sealing: when the agent runs with a sealed copy of the binary (a memfd,
 //! `Runtime::new`), this process and the container's init before its `execve` run from
@@ -37,14 +38,22 @@ use libcontainer::syscall::syscall::SyscallType;
 use super::cgroup;
 use super::logs::{CriLog, LineSplitter, Stream};
 use super::protocol::{
-    oci_root, write_json_atomic, ContainerState, ExitStatus, Ready, Request, Response, StateDir,
-    Status,
+    attach, oci_root, write_json_atomic, ContainerState, ExitStatus, Ready, Request, Response,
+    StateDir, Status,
 };
 use super::spec::ContainerSpec;
 
 /// How long output may still arrive after the init process exited (from processes that
 /// outlive it for a moment) before the exit is recorded.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// Output an attached client may fall behind by before the shim lets it go (the
+/// container and the log must not wait for a slow client).
+const MAX_ATTACH_BACKLOG: usize = 4 << 20;
+
+/// Input waiting for the container's stdin beyond which the shim stops reading from
+/// attached clients until the container catches up.
+const MAX_STDIN_BACKLOG: usize = 1 << 20;
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)
@@ -168,6 +177,38 @@ struct Source {
     splitter: LineSplitter,
 }
 
+/// The write end of the container's stdin and what waits to go in.
+struct StdinSink {
+    fd: OwnedFd,
+    pending: Vec<u8>,
+    /// Close once `pending` is written (`stdinOnce` and the writer left).
+    close_when_drained: bool,
+}
+
+impl StdinSink {
+    fn new(fd: OwnedFd) -> Self {
+        StdinSink {
+            fd,
+            pending: Vec::new(),
+            close_when_drained: false,
+        }
+    }
+}
+
+/// A client attached to the container's stdio.
+struct Attached {
+    stream: UnixStream,
+    /// Bytes received and not yet a whole frame.
+    input: Vec<u8>,
+    /// Frames not yet written to the client.
+    output: Vec<u8>,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    /// Detached, or dropped for falling behind: removed after this poll round.
+    gone: bool,
+}
+
 /// A connected client with the bytes of its request so far.
 struct Client {
     stream: UnixStream,
@@ -185,6 +226,11 @@ struct Shim {
     started_at: String,
     log: Option<CriLog>,
     sources: Vec<Source>,
+    /// The container's stdin (`stdin: true` only) while it is open.
+    stdin: Option<StdinSink>,
+    /// A copy of the pty master (`tty` only), to resize the terminal.
+    terminal: Option<OwnedFd>,
+    attached: Vec<Attached>,
     listener: UnixListener,
     clients: Vec<Client>,
     waiters: Vec<UnixStream>,
@@ -211,6 +257,8 @@ fn start(run_dir: &Path, id: &str, paths: &StateDir) -> Result<Shim, String> {
         .with_root_path(oci_root(run_dir))
         .map_err(|e| format!("libcontainer state root: {e}"))?;
     let mut sources = Vec::new();
+    let mut stdin = None;
+    let mut terminal = None;
     let console = if spec.tty {
         let path = paths.console_socket();
         let _ = std::fs::remove_file(&path);
@@ -219,11 +267,17 @@ fn start(run_dir: &Path, id: &str, paths: &StateDir) -> Result<Shim, String> {
         builder = builder.with_console_socket(Some(&path));
         Some(listener)
     } else {
-        let null = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+        let stdin_r = if spec.stdin {
+            let (r, w) = pipe_cloexec().map_err(|e| format!("stdin pipe: {e}"))?;
+            stdin = Some(StdinSink::new(w));
+            r
+        } else {
+            OwnedFd::from(File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?)
+        };
         let (out_r, out_w) = pipe_cloexec().map_err(|e| format!("stdout pipe: {e}"))?;
         let (err_r, err_w) = pipe_cloexec().map_err(|e| format!("stderr pipe: {e}"))?;
         builder = builder
-            .with_stdin(OwnedFd::from(null))
+            .with_stdin(stdin_r)
             .with_stdout(out_w)
             .with_stderr(err_w);
         sources.push(Source {
@@ -275,17 +329,38 @@ fn start(run_dir: &Path, id: &str, paths: &StateDir) -> Result<Shim, String> {
 
     if let Some(listener) = console {
         match receive_console(&listener) {
-            Ok(master) => sources.push(Source {
-                fd: master,
-                stream: Stream::Stdout,
-                splitter: LineSplitter::default(),
-            }),
+            Ok(master) => {
+                // Copies of the master: one to resize the terminal, one for stdin.
+                let copy = || {
+                    master
+                        .try_clone()
+                        .map_err(|e| format!("duplicating the pty master: {e}"))
+                };
+                terminal = match copy() {
+                    Ok(fd) => Some(fd),
+                    Err(e) => return Err(fail(&mut container, e)),
+                };
+                if spec.stdin {
+                    match copy() {
+                        Ok(fd) => stdin = Some(StdinSink::new(fd)),
+                        Err(e) => return Err(fail(&mut container, e)),
+                    }
+                }
+                sources.push(Source {
+                    fd: master,
+                    stream: Stream::Stdout,
+                    splitter: LineSplitter::default(),
+                })
+            }
             Err(e) => return Err(fail(&mut container, format!("console: {e}"))),
         }
         let _ = std::fs::remove_file(paths.console_socket());
     }
     for s in &sources {
         set_nonblocking(s.fd.as_raw_fd());
+    }
+    if let Some(sink) = &stdin {
+        set_nonblocking(sink.fd.as_raw_fd());
     }
 
     let sock = paths.socket();
@@ -320,6 +395,9 @@ fn start(run_dir: &Path, id: &str, paths: &StateDir) -> Result<Shim, String> {
         started_at,
         log: Some(log),
         sources,
+        stdin,
+        terminal,
+        attached: Vec::new(),
         listener,
         clients: Vec::new(),
         waiters: Vec::new(),
@@ -371,6 +449,8 @@ enum Event {
     Source(usize),
     Listener,
     Client(usize),
+    Attached(usize),
+    Stdin,
 }
 
 impl Shim {
@@ -407,23 +487,40 @@ impl Shim {
 
             let mut fds = Vec::new();
             let mut events = Vec::new();
-            let mut watch = |fd: RawFd, ev: Event| {
+            let mut watch = |fd: RawFd, ev: Event, flags: libc::c_short| {
                 fds.push(libc::pollfd {
                     fd,
-                    events: libc::POLLIN,
+                    events: flags,
                     revents: 0,
                 });
                 events.push(ev);
             };
             if self.reaped.is_none() {
-                watch(self.pidfd.as_raw_fd(), Event::Pid);
+                watch(self.pidfd.as_raw_fd(), Event::Pid, libc::POLLIN);
             }
             for (i, s) in self.sources.iter().enumerate() {
-                watch(s.fd.as_raw_fd(), Event::Source(i));
+                watch(s.fd.as_raw_fd(), Event::Source(i), libc::POLLIN);
             }
-            watch(self.listener.as_raw_fd(), Event::Listener);
+            watch(self.listener.as_raw_fd(), Event::Listener, libc::POLLIN);
             for (i, c) in self.clients.iter().enumerate() {
-                watch(c.stream.as_raw_fd(), Event::Client(i));
+                watch(c.stream.as_raw_fd(), Event::Client(i), libc::POLLIN);
+            }
+            let stdin_full = self
+                .stdin
+                .as_ref()
+                .is_some_and(|s| s.pending.len() >= MAX_STDIN_BACKLOG);
+            for (i, a) in self.attached.iter().enumerate() {
+                let mut flags = 0;
+                if !stdin_full {
+                    flags |= libc::POLLIN;
+                }
+                if !a.output.is_empty() {
+                    flags |= libc::POLLOUT;
+                }
+                watch(a.stream.as_raw_fd(), Event::Attached(i), flags);
+            }
+            if let Some(sink) = self.stdin.as_ref().filter(|s| !s.pending.is_empty()) {
+                watch(sink.fd.as_raw_fd(), Event::Stdin, libc::POLLOUT);
             }
             let timeout = if self.reaped.is_some() && self.exit.is_none() {
                 100
@@ -460,8 +557,19 @@ impl Shim {
                             closed_clients.push(i);
                         }
                     }
+                    Event::Attached(i) => {
+                        if pfd.revents & libc::POLLOUT != 0 {
+                            self.flush_attached(i);
+                        }
+                        if pfd.revents & !libc::POLLOUT != 0 {
+                            self.read_attached(i);
+                        }
+                    }
+                    Event::Stdin => {}
                 }
             }
+            self.drop_gone_attached();
+            self.flush_stdin();
             for i in closed_sources.into_iter().rev() {
                 let mut s = self.sources.remove(i);
                 let log = &mut self.log;
@@ -505,9 +613,10 @@ impl Shim {
         if n > 0 {
             let log = &mut self.log;
             let stream = s.stream;
-            s.splitter.push(&buf[..n as usize], |text, partial| {
-                write_log(log, stream, partial, text)
-            });
+            let data = &buf[..n as usize];
+            s.splitter
+                .push(data, |text, partial| write_log(log, stream, partial, text));
+            self.fan_out(stream, data);
             return true;
         }
         if n < 0 {
@@ -559,7 +668,10 @@ impl Shim {
 
     fn handle(&mut self, client: Client) {
         let Client { mut stream, buf } = client;
-        let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let (line, rest) = match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buf[..end], &buf[end + 1..]),
+            None => (&buf[..], &[][..]),
+        };
         if line.is_empty() {
             return;
         }
@@ -597,6 +709,208 @@ impl Shim {
                 }
                 self.deleter = Some(stream);
             }
+            Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                if self.reaped.is_some() {
+                    answer(
+                        &mut stream,
+                        &Response::Error {
+                            message: format!("container {} is not running", self.id),
+                        },
+                    );
+                    return;
+                }
+                answer(&mut stream, &Response::Ok);
+                let _ = stream.set_nonblocking(true);
+                self.attached.push(Attached {
+                    stream,
+                    input: rest.to_vec(),
+                    output: Vec::new(),
+                    stdin: stdin && self.stdin.is_some(),
+                    stdout,
+                    stderr,
+                    gone: false,
+                });
+                let last = self.attached.len() - 1;
+                self.take_input(last);
+            }
+        }
+    }
+
+    /// Queue output of `stream` for the attached clients that want it.
+    fn fan_out(&mut self, stream: Stream, data: &[u8]) {
+        for i in 0..self.attached.len() {
+            let a = &mut self.attached[i];
+            let wanted = match stream {
+                Stream::Stdout => a.stdout,
+                Stream::Stderr => a.stderr,
+            };
+            if !wanted || a.gone {
+                continue;
+            }
+            let kind = match stream {
+                Stream::Stdout => attach::STDOUT,
+                Stream::Stderr => attach::STDERR,
+            };
+            a.output.extend(attach::frame(kind, data));
+            if a.output.len() > MAX_ATTACH_BACKLOG {
+                eprintln!(
+                    "shim {}: an attached client fell {} bytes behind; detaching it",
+                    self.id,
+                    a.output.len()
+                );
+                a.gone = true;
+                continue;
+            }
+            self.flush_attached(i);
+        }
+    }
+
+    /// Write what the client can take now.
+    fn flush_attached(&mut self, i: usize) {
+        let a = &mut self.attached[i];
+        while !a.output.is_empty() {
+            match a.stream.write(&a.output) {
+                Ok(0) => {
+                    a.gone = true;
+                    return;
+                }
+                Ok(n) => {
+                    a.output.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    a.gone = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Read frames from an attached client; at its end it has detached.
+    fn read_attached(&mut self, i: usize) {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let a = &mut self.attached[i];
+            match a.stream.read(&mut chunk) {
+                Ok(0) => {
+                    a.gone = true;
+                    break;
+                }
+                Ok(n) => {
+                    a.input.extend_from_slice(&chunk[..n]);
+                    if n < chunk.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    a.gone = true;
+                    break;
+                }
+            }
+        }
+        self.take_input(i);
+    }
+
+    /// Act on the whole frames an attached client sent.
+    fn take_input(&mut self, i: usize) {
+        let mut used = 0;
+        loop {
+            let a = &self.attached[i];
+            let (kind, payload, n) = match attach::parse(&a.input[used..]) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("shim {}: attached client: {e}; detaching it", self.id);
+                    self.attached[i].gone = true;
+                    break;
+                }
+            };
+            let writes_stdin = a.stdin;
+            match kind {
+                attach::STDIN if writes_stdin => {
+                    if let Some(sink) = self.stdin.as_mut() {
+                        sink.pending.extend_from_slice(payload);
+                    }
+                }
+                attach::RESIZE => {
+                    if let (Some(fd), Some((w, h))) =
+                        (self.terminal.as_ref(), attach::parse_resize(payload))
+                    {
+                        if let Err(e) = super::exec::set_window_size(fd.as_raw_fd(), w, h) {
+                            eprintln!("shim {}: resizing the terminal: {e}", self.id);
+                        }
+                    }
+                }
+                attach::CLOSE_STDIN if writes_stdin => {
+                    self.attached[i].stdin = false;
+                    self.stdin_writer_left();
+                }
+                _ => {}
+            }
+            used += n;
+        }
+        self.attached[i].input.drain(..used);
+    }
+
+    /// With `stdinOnce`, the container's stdin closes when its writer leaves (a pipe's
+    /// reader then sees its end; a terminal stays as it is).
+    fn stdin_writer_left(&mut self) {
+        if self.spec.stdin_once && !self.spec.tty {
+            if let Some(sink) = self.stdin.as_mut() {
+                sink.close_when_drained = true;
+            }
+        }
+    }
+
+    fn drop_gone_attached(&mut self) {
+        let mut writer_left = false;
+        self.attached.retain(|a| {
+            writer_left |= a.gone && a.stdin;
+            !a.gone
+        });
+        if writer_left {
+            self.stdin_writer_left();
+        }
+    }
+
+    /// Write pending input into the container's stdin; close it when asked and done.
+    fn flush_stdin(&mut self) {
+        let Some(sink) = self.stdin.as_mut() else {
+            return;
+        };
+        while !sink.pending.is_empty() {
+            // SAFETY: writing from a buffer we own to an fd we own.
+            let n = unsafe {
+                libc::write(
+                    sink.fd.as_raw_fd(),
+                    sink.pending.as_ptr().cast(),
+                    sink.pending.len(),
+                )
+            };
+            if n > 0 {
+                sink.pending.drain(..n as usize);
+                continue;
+            }
+            let e = errno();
+            match e.kind() {
+                ErrorKind::Interrupted => continue,
+                ErrorKind::WouldBlock => return,
+                // The container closed its stdin (or is gone): nothing more goes in.
+                _ => {
+                    self.stdin = None;
+                    return;
+                }
+            }
+        }
+        if sink.close_when_drained {
+            self.stdin = None;
         }
     }
 
@@ -638,6 +952,13 @@ impl Shim {
         let state = Response::State(self.state());
         for mut w in std::mem::take(&mut self.waiters) {
             answer(&mut w, &state);
+        }
+        // Attached clients get the rest of the output, then their end.
+        self.stdin = None;
+        for mut a in std::mem::take(&mut self.attached) {
+            let _ = a.stream.set_nonblocking(false);
+            let _ = a.stream.set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = a.stream.write_all(&a.output);
         }
     }
 

@@ -188,6 +188,13 @@ pub struct ContainerSpec {
     /// Allocate a pseudo-terminal: stdout and stderr are then one stream.
     #[serde(default)]
     pub tty: bool,
+    /// Keep the container's stdin open for attached clients (else it reads /dev/null).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close stdin when the first attached client that wrote to it leaves (pipes only:
+    /// a terminal stays open).
+    #[serde(default)]
+    pub stdin_once: bool,
     /// The cgroup parent, absolute (`/skiff/pod-<uid>`); the container's cgroup is
     /// `<parent>/<id>` in every hierarchy.
     pub cgroup_parent: Option<String>,
@@ -225,6 +232,8 @@ impl ContainerSpec {
             hostname: None,
             mounts: Vec::new(),
             tty: false,
+            stdin: false,
+            stdin_once: false,
             cgroup_parent: None,
             log_max_size: 0,
             log_max_files: 0,

@@ -309,19 +309,26 @@ impl Server {
     }
 
     /// Run kubectl (`args`, a shell-quoted command line) on a terminal, as a user at a
-    /// shell would: under `script`, which gives it a pty.
-    pub fn kubectl_on_terminal(&self, args: &str) -> Output {
+    /// shell would: under `script`, which gives it a pty and types `typed` into it.
+    pub fn kubectl_on_terminal(&self, args: &str, typed: &str) -> Output {
+        use std::io::Write;
         let netns = match &self.netns {
             Some(ns) => format!("nsenter --net=/run/netns/{ns} "),
             None => String::new(),
         };
-        Command::new("script")
+        let mut child = Command::new("script")
             .args(["-qec", &format!("{netns}kubectl {args}"), "/dev/null"])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run script")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run script");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(typed.as_bytes()).expect("type into script");
+        drop(stdin);
+        child.wait_with_output().expect("script output")
     }
 
     /// Run kubectl with `stdin` as input.

@@ -361,7 +361,7 @@ spec:
     });
 
     // A terminal: `kubectl exec -it` under a pty.
-    let out = s.kubectl_on_terminal("exec -it box -- sh -c 'tty; echo $((6*7))'");
+    let out = s.kubectl_on_terminal("exec -it box -- sh -c 'tty; echo $((6*7))'", "");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(text.contains("/dev/pts/"), "a tty in the container: {text}");
@@ -1589,4 +1589,136 @@ fn a_pod_runs_an_image_pulled_from_a_mirror_registry() {
     });
     assert!(!reason.is_empty());
     s.ok(&["delete", "pod", "pulled", "missing", "--wait=true"]);
+}
+
+/// Lines kubectl prints, as they come (a reader thread feeds the channel).
+fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn attach_and_run_join_a_containers_own_stdio() {
+    let s = node();
+    let image = format!("--image={IMAGE}");
+
+    // `kubectl run -i`: our stdin is the container's, closed at our end (stdinOnce).
+    let out = s.kubectl_stdin(
+        &[
+            "run",
+            "piped",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            &image,
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done-$((40+2))",
+        ],
+        "through stdin\n",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("through stdin\ndone-42\n"), "{stdout}");
+    assert!(stdout.contains(r#"pod "piped" deleted"#), "{stdout}");
+
+    // `kubectl run -it` on a terminal: a shell with a tty; its exit code is kubectl's.
+    let out = s.kubectl_on_terminal(
+        &format!("run shell -it --rm --restart=Never {image} --command -- sh"),
+        "tty; echo typed-$((6*7))\nexit 3\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("/dev/pts/"), "a tty in the container: {text}");
+    assert!(text.contains("typed-42"), "{text}");
+
+    // `kubectl attach -i` to a pod made with stdin and nobody attached.
+    s.ok(&[
+        "run",
+        "reader",
+        "-i",
+        "--attach=false",
+        "--restart=Never",
+        &image,
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "read line; echo got-$line",
+    ]);
+    let out = s.kubectl_stdin(&["attach", "-i", "reader"], "hello\n");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("got-hello"),
+        "{out:?}"
+    );
+    eventually(30, "the reader ends", || {
+        (phase(&s, "reader") == "Succeeded").then_some(())
+    });
+
+    // `kubectl attach` without stdin follows the output; leaving does not stop the
+    // container.
+    s.ok(&[
+        "run",
+        "ticker",
+        "--restart=Never",
+        &image,
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+    ]);
+    eventually(60, "the ticker runs", || {
+        (phase(&s, "ticker") == "Running").then_some(())
+    });
+    let mut child = s
+        .kubectl_cmd(&["attach", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl attach");
+    let lines = lines_of(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ticks = 0;
+    while ticks < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.starts_with("tick-") => ticks += 1,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("kubectl output");
+                panic!("no ticks through attach ({e}): {out:?}");
+            }
+        }
+    }
+    child.kill().expect("stop kubectl attach");
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(phase(&s, "ticker"), "Running");
+    assert_eq!(
+        jsonpath(&s, "ticker", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    s.ok(&[
+        "delete",
+        "pod",
+        "ticker",
+        "reader",
+        "--grace-period=0",
+        "--force",
+    ]);
 }

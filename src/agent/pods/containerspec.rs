@@ -635,6 +635,8 @@ pub fn container_spec(
     };
     spec.mounts = mounts(container, sandbox, inputs)?;
     spec.tty = container.tty.unwrap_or(false);
+    spec.stdin = container.stdin.unwrap_or(false);
+    spec.stdin_once = container.stdin_once.unwrap_or(false);
     spec.cgroup_parent = Some(pod_cgroup(pod.metadata.uid.as_deref().unwrap_or("")));
     spec.log_path = log;
     spec.log_max_size = LOG_MAX_SIZE;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service, Volume};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use tokio::sync::{mpsc, watch};
 
@@ -52,6 +52,8 @@ pub struct NodeContext {
     pub node_cpu_milli: i64,
     pub node_memory: i64,
     pub recorder: Recorder,
+    /// How often the projected volumes of a running pod are refreshed (zero: never).
+    pub sync_frequency: Duration,
 }
 
 impl NodeContext {
@@ -99,10 +101,23 @@ struct PodState {
     pull_backoff: BTreeMap<String, (u32, tokio::time::Instant)>,
     volumes_ready: bool,
     volume_paths: BTreeMap<String, PathBuf>,
+    /// When the projected volumes were last brought up to date.
+    volumes_synced: Option<tokio::time::Instant>,
+    /// The files last written into each projected volume, by volume.
+    projected: BTreeMap<String, Vec<volumes::File>>,
+    /// The service-account token of each projected volume that has one.
+    tokens: BTreeMap<String, Token>,
     last_status: Option<serde_json::Value>,
     watched: std::collections::HashSet<String>,
     /// The probes of the running containers.
     probes: PodProbes,
+}
+
+/// A projected service-account token and when it needs replacing.
+struct Token {
+    token: String,
+    /// 80 % into its lifetime, as kubelet rotates them.
+    renew_at: tokio::time::Instant,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -229,9 +244,19 @@ async fn sync(
                 return Some(Duration::from_secs(5));
             }
         }
-        if !state.volumes_ready {
+        if state.volumes_ready {
+            let due = state
+                .volumes_synced
+                .is_some_and(|t| t.elapsed() >= ctx.sync_frequency);
+            if due && !ctx.sync_frequency.is_zero() {
+                refresh_volumes(ctx, pod, state).await;
+            }
+        } else {
             match prepare_volumes(ctx, pod, state).await {
-                Ok(()) => state.volumes_ready = true,
+                Ok(()) => {
+                    state.volumes_ready = true;
+                    state.volumes_synced = Some(tokio::time::Instant::now());
+                }
                 Err(message) => {
                     ctx.recorder
                         .record(&reference(pod), EventType::Warning, "FailedMount", &message)
@@ -682,36 +707,107 @@ async fn prepare_volumes(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> 
                 .await
                 .map_err(|e| format!("volume {:?}: {e}", v.name))?
         } else {
-            let token = match v.projected.as_ref().and_then(|p| {
-                p.sources
-                    .iter()
-                    .flatten()
-                    .find_map(|s| s.service_account_token.as_ref())
-            }) {
-                Some(t) => Some(
-                    service_account_token(ctx, pod, t.expiration_seconds.unwrap_or(3607)).await?,
-                ),
-                None => None,
-            };
-            match volumes::projected_files(pod, v, &inputs, token.as_deref())
-                .map_err(|e| e.to_string())?
-            {
-                Some(files) => {
-                    let p = dir.join("projected").join(&v.name);
-                    volumes::write_atomic(&p, &files).map_err(|e| e.to_string())?;
-                    p
-                }
-                None => {
-                    return Err(format!(
-                        "volume {:?}: this volume type is not supported yet",
-                        v.name
-                    ));
-                }
-            }
+            project_volume(ctx, pod, v, &inputs, state)
+                .await?
+                .ok_or_else(|| {
+                    format!("volume {:?}: this volume type is not supported yet", v.name)
+                })?
         };
         state.volume_paths.insert(v.name.clone(), path);
     }
     Ok(())
+}
+
+/// Write projected volume `v` (configMap, secret, downwardAPI, projected), or bring it
+/// up to date: unchanged content is not rewritten, and a service-account token is
+/// requested again only when 80 % of its lifetime has passed. Its path; `None` for other
+/// kinds.
+async fn project_volume(
+    ctx: &NodeContext,
+    pod: &Pod,
+    v: &Volume,
+    inputs: &Inputs,
+    state: &mut PodState,
+) -> Result<Option<PathBuf>, String> {
+    let wanted = v.projected.as_ref().and_then(|p| {
+        p.sources
+            .iter()
+            .flatten()
+            .find_map(|s| s.service_account_token.as_ref())
+    });
+    let token = match wanted {
+        None => None,
+        Some(t) => match state.tokens.get(&v.name) {
+            Some(k) if tokio::time::Instant::now() < k.renew_at => Some(k.token.clone()),
+            _ => {
+                let seconds = t.expiration_seconds.unwrap_or(3607);
+                let token = service_account_token(ctx, pod, seconds).await?;
+                let lifetime = Duration::from_secs(seconds.max(0) as u64);
+                let renew_at = tokio::time::Instant::now() + lifetime.mul_f64(0.8);
+                state.tokens.insert(
+                    v.name.clone(),
+                    Token {
+                        token: token.clone(),
+                        renew_at,
+                    },
+                );
+                Some(token)
+            }
+        },
+    };
+    let Some(files) =
+        volumes::projected_files(pod, v, inputs, token.as_deref()).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let dir = pod_dir(ctx, &uid_of(pod))
+        .join("volumes")
+        .join("projected")
+        .join(&v.name);
+    if state.projected.get(&v.name) != Some(&files) {
+        volumes::write_atomic(&dir, &files).map_err(|e| e.to_string())?;
+        state.projected.insert(v.name.clone(), files);
+    }
+    Ok(Some(dir))
+}
+
+/// Bring the running pod's projected volumes up to date with their ConfigMaps, Secrets,
+/// its own metadata and fresh tokens (every `--sync-frequency`). A failure keeps the
+/// old content and says so; the next round tries again.
+async fn refresh_volumes(ctx: &NodeContext, pod: &Pod, state: &mut PodState) {
+    state.volumes_synced = Some(tokio::time::Instant::now());
+    let projected: Vec<&Volume> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter(|v| state.projected.contains_key(&v.name))
+        .collect();
+    if projected.is_empty() {
+        return;
+    }
+    let pod_ip = state
+        .sandbox
+        .as_ref()
+        .map(|s| s.1.clone())
+        .unwrap_or_default();
+    let result = match inputs(ctx, pod, &pod_ip).await {
+        Ok(inputs) => {
+            let mut result = Ok(());
+            for v in projected {
+                if let Err(e) = project_volume(ctx, pod, v, &inputs, state).await {
+                    result = Err(e);
+                }
+            }
+            result
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(message) = result {
+        tracing::warn!(pod = %pod_name(pod), %message, "refreshing volumes");
+        ctx.recorder
+            .record(&reference(pod), EventType::Warning, "FailedMount", &message)
+            .await;
+    }
 }
 
 fn pull_policy(c: &Container) -> PullPolicy {
@@ -1190,6 +1286,7 @@ async fn cleanup(ctx: &NodeContext, uid: &str, state: &mut PodState) {
     }
     state.sandbox = None;
     state.volumes_ready = false;
+    state.projected.clear();
 }
 
 /// Used by the pod manager for pods known only from leftovers (containers or sandboxes
