@@ -11,7 +11,12 @@ const IMAGE: &str = "docker.io/library/testbox:1";
 
 /// A node with the test image imported (as `skiff images import` does it).
 fn node() -> Server {
-    let s = Server::start_node(&[]);
+    node_with(&[])
+}
+
+/// [`node`] with more flags for `skiff server`.
+fn node_with(extra: &[&str]) -> Server {
+    let s = Server::start_node(extra);
     let tar = s.path().join("testbox.tar");
     std::fs::write(&tar, TestImage::new().oci_tar(IMAGE)).expect("write image tar");
     let out = std::process::Command::new(crate::harness::skiff_bin())
@@ -1721,4 +1726,75 @@ fn attach_and_run_join_a_containers_own_stdio() {
         "--grace-period=0",
         "--force",
     ]);
+}
+
+#[test]
+fn configmap_secret_and_downward_api_volumes_follow_their_sources() {
+    let s = node_with(&["--sync-frequency", "1s"]);
+    s.ok(&["create", "configmap", "live", "--from-literal=color=blue"]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "pw",
+        "--from-literal=pass=one",
+    ]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: reader, labels: {{app: reader}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/cfg}}
+    - {{name: sec, mountPath: /etc/sec}}
+    - {{name: info, mountPath: /etc/info}}
+  volumes:
+  - name: cfg
+    configMap: {{name: live}}
+  - name: sec
+    secret: {{secretName: pw}}
+  - name: info
+    downwardAPI:
+      items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]
+"#
+        ),
+    );
+    eventually(60, "the pod runs", || {
+        (phase(&s, "reader") == "Running").then_some(())
+    });
+    let read = |path: &str| s.ok(&["exec", "reader", "--", "cat", path]);
+    assert_eq!(read("/etc/cfg/color"), "blue");
+    assert_eq!(read("/etc/sec/pass"), "one");
+    assert_eq!(read("/etc/info/labels"), "app=\"reader\"");
+
+    s.ok(&[
+        "patch",
+        "configmap",
+        "live",
+        "-p",
+        r#"{"data":{"color":"green"}}"#,
+    ]);
+    // "two", base64.
+    s.ok(&["patch", "secret", "pw", "-p", r#"{"data":{"pass":"dHdv"}}"#]);
+    s.ok(&["label", "pod", "reader", "tier=gold"]);
+    eventually(60, "the volumes follow their sources", || {
+        (read("/etc/cfg/color") == "green"
+            && read("/etc/sec/pass") == "two"
+            && read("/etc/info/labels").contains("tier=\"gold\""))
+        .then_some(())
+    });
+    // Still the same container: updates do not restart it.
+    assert_eq!(
+        jsonpath(&s, "reader", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    s.ok(&["delete", "pod", "reader", "--grace-period=0", "--force"]);
 }
