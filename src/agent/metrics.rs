@@ -365,6 +365,7 @@ mod tests {
                 exit: None,
                 log_path: PathBuf::from(format!("/logs/ns_web_{uid_in_log}/app/0.log")),
                 cgroups_path: cg,
+                image: String::new(),
             }
         };
         let states = [

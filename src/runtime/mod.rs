@@ -329,6 +329,7 @@ impl Runtime {
                 .map(|s| s.log_path.clone())
                 .unwrap_or_default(),
             cgroups_path: spec.as_ref().map(|s| s.cgroups_path()).unwrap_or_default(),
+            image: spec.map(|s| s.image).unwrap_or_default(),
         })
     }
 

@@ -153,6 +153,9 @@ pub struct ContainerState {
     pub exit: Option<ExitStatus>,
     pub log_path: PathBuf,
     pub cgroups_path: String,
+    /// The image it was made from (its spec's `image`; empty if unknown).
+    #[serde(default)]
+    pub image: String,
 }
 
 /// Paths of one container's state dir.

@@ -468,6 +468,7 @@ impl Shim {
             exit: self.exit.clone(),
             log_path: self.spec.log_path.clone(),
             cgroups_path: self.spec.cgroups_path(),
+            image: self.spec.image.clone(),
         }
     }
 

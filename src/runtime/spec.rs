@@ -188,6 +188,10 @@ pub struct ContainerSpec {
     /// Allocate a pseudo-terminal: stdout and stderr are then one stream.
     #[serde(default)]
     pub tty: bool,
+    /// The image the rootfs was made from, as the pod names it (kept for the agent: a
+    /// container whose pod now names another image is replaced).
+    #[serde(default)]
+    pub image: String,
     /// Keep the container's stdin open for attached clients (else it reads /dev/null).
     #[serde(default)]
     pub stdin: bool,
@@ -232,6 +236,7 @@ impl ContainerSpec {
             hostname: None,
             mounts: Vec::new(),
             tty: false,
+            image: String::new(),
             stdin: false,
             stdin_once: false,
             cgroup_parent: None,

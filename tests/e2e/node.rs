@@ -17,8 +17,18 @@ fn node() -> Server {
 /// [`node`] with more flags for `skiff server`.
 fn node_with(extra: &[&str]) -> Server {
     let s = Server::start_node(extra);
+    import_as(&s, IMAGE);
+    eventually(60, "the node is Ready", || {
+        let out = s.ok(&["get", "nodes", "--no-headers"]);
+        out.contains(" Ready ").then_some(())
+    });
+    s
+}
+
+/// Import the test image as `reference` (as `skiff images import` does it).
+fn import_as(s: &Server, reference: &str) {
     let tar = s.path().join("testbox.tar");
-    std::fs::write(&tar, TestImage::new().oci_tar(IMAGE)).expect("write image tar");
+    std::fs::write(&tar, TestImage::new().oci_tar(reference)).expect("write image tar");
     let out = std::process::Command::new(crate::harness::skiff_bin())
         .args(["images", "import", "--data-dir"])
         .arg(s.data_dir())
@@ -30,11 +40,6 @@ fn node_with(extra: &[&str]) -> Server {
         "skiff images import: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eventually(60, "the node is Ready", || {
-        let out = s.ok(&["get", "nodes", "--no-headers"]);
-        out.contains(" Ready ").then_some(())
-    });
-    s
 }
 
 fn phase(s: &Server, pod: &str) -> String {
@@ -1797,4 +1802,58 @@ spec:
         "0"
     );
     s.ok(&["delete", "pod", "reader", "--grace-period=0", "--force"]);
+}
+
+#[test]
+fn a_new_image_replaces_the_running_container() {
+    let s = node();
+    let next = "docker.io/library/testbox:2";
+    import_as(&s, next);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: swap}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: main
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; while true; do sleep 1; done"]
+"#
+        ),
+    );
+    eventually(60, "the pod runs", || {
+        (phase(&s, "swap") == "Running").then_some(())
+    });
+    let first = jsonpath(&s, "swap", "{.status.containerStatuses[0].containerID}");
+
+    s.ok(&["set", "image", "pod/swap", &format!("main={next}")]);
+    let status = eventually(60, "a new container from the new image", || {
+        let id = jsonpath(&s, "swap", "{.status.containerStatuses[0].containerID}");
+        let running = jsonpath(&s, "swap", "{.status.containerStatuses[0].state.running}");
+        (id != first && !running.is_empty()).then_some(id)
+    });
+    assert!(!status.is_empty());
+    // Replaced although restartPolicy is Never, gracefully, and counted as a restart.
+    assert_eq!(phase(&s, "swap"), "Running");
+    assert_eq!(
+        jsonpath(&s, "swap", "{.status.containerStatuses[0].restartCount}"),
+        "1"
+    );
+    assert_eq!(
+        jsonpath(&s, "swap", "{.status.containerStatuses[0].image}"),
+        next
+    );
+    let previous = s.ok(&["logs", "swap", "--previous"]);
+    assert!(previous.contains("got TERM"), "{previous}");
+    let events = events_of(&s, "swap");
+    assert!(
+        events.contains("Container main definition changed, will be restarted"),
+        "{events}"
+    );
+    s.ok(&["delete", "pod", "swap", "--grace-period=0", "--force"]);
 }

@@ -635,6 +635,7 @@ pub fn container_spec(
     };
     spec.mounts = mounts(container, sandbox, inputs)?;
     spec.tty = container.tty.unwrap_or(false);
+    spec.image = container.image.clone().unwrap_or_default();
     spec.stdin = container.stdin.unwrap_or(false);
     spec.stdin_once = container.stdin_once.unwrap_or(false);
     spec.cgroup_parent = Some(pod_cgroup(pod.metadata.uid.as_deref().unwrap_or("")));

@@ -78,11 +78,13 @@ pub type Observed = BTreeMap<String, Vec<Attempt>>;
 /// What the worker should do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start this container (init or app) as attempt `attempt`.
+    /// Start this container (init or app) as attempt `attempt`, after stopping the
+    /// running container `replaces` (whose definition changed) if there is one.
     Start {
         name: String,
         init: bool,
         attempt: u32,
+        replaces: Option<String>,
     },
 }
 
@@ -148,6 +150,7 @@ fn restart(pod: &Pod, name: &str, init: bool, last: &Attempt, now: DateTime<Utc>
             name: name.to_string(),
             init,
             attempt: last.attempt + 1,
+            replaces: None,
         });
         return;
     }
@@ -203,6 +206,7 @@ pub fn plan(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> Plan {
                     name: init.name.clone(),
                     init: true,
                     attempt: 0,
+                    replaces: None,
                 });
                 break_waiting(apps, &mut plan);
                 return plan;
@@ -229,7 +233,18 @@ pub fn plan(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> Plan {
                 name: app.name.clone(),
                 init: false,
                 attempt: 0,
+                replaces: None,
             }),
+            // The pod names another image now: replace it whatever the restart policy
+            // (kubelet's "definition changed").
+            Some(a) if a.running() && definition_changed(app, a) => {
+                plan.actions.push(Action::Start {
+                    name: app.name.clone(),
+                    init: false,
+                    attempt: a.attempt + 1,
+                    replaces: Some(a.state.id.clone()),
+                })
+            }
             Some(a) if a.running() => {}
             Some(a) => {
                 let code = a.exit_code().unwrap_or(0);
@@ -240,6 +255,12 @@ pub fn plan(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> Plan {
         }
     }
     plan
+}
+
+/// Whether the running attempt `a` was made from another image than `c` names now (an
+/// attempt that does not know its image never counts as changed).
+fn definition_changed(c: &Container, a: &Attempt) -> bool {
+    !a.state.image.is_empty() && c.image.as_deref() != Some(a.state.image.as_str())
 }
 
 /// App containers wait while init containers run.
@@ -358,6 +379,7 @@ mod tests {
                 exit,
                 log_path: "/x".into(),
                 cgroups_path: "/skiff/x".into(),
+                image: String::new(),
             },
         }
     }
@@ -371,6 +393,7 @@ mod tests {
             name: name.into(),
             init,
             attempt,
+            replaces: None,
         }
     }
 
@@ -479,6 +502,32 @@ mod tests {
             plan(&two, &one_started, at(1)).actions,
             [start("b", false, 0)]
         );
+    }
+
+    #[test]
+    fn a_running_container_made_from_another_image_is_replaced_under_any_policy() {
+        let mut running = attempt("app", 2, None);
+        running.state.image = "busybox".into();
+        let same = observed(vec![("app", vec![running.clone()])]);
+        running.state.image = "busybox:old".into();
+        let changed = observed(vec![("app", vec![running.clone()])]);
+        running.state.image = String::new();
+        let unknown = observed(vec![("app", vec![running])]);
+        for policy in ["Always", "OnFailure", "Never"] {
+            let p = pod(policy, &[], &["app"]);
+            assert!(plan(&p, &same, at(1)).actions.is_empty(), "{policy}");
+            assert!(plan(&p, &unknown, at(1)).actions.is_empty(), "{policy}");
+            assert_eq!(
+                plan(&p, &changed, at(1)).actions,
+                [Action::Start {
+                    name: "app".into(),
+                    init: false,
+                    attempt: 3,
+                    replaces: Some(container_id("u1", "app", 2)),
+                }],
+                "{policy}"
+            );
+        }
     }
 
     #[test]

@@ -1109,6 +1109,7 @@ mod tests {
                 exit: None,
                 log_path: "/x".into(),
                 cgroups_path: "/x".into(),
+                image: String::new(),
             },
         }
     }

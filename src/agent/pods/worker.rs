@@ -287,7 +287,30 @@ async fn sync(
             }
         };
         for action in decided.actions {
-            let Action::Start { name, attempt, .. } = action;
+            let Action::Start {
+                name,
+                attempt,
+                replaces,
+                ..
+            } = action;
+            if let Some(old) = replaces {
+                let message = format!("Container {name} definition changed, will be restarted");
+                let grace = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(DEFAULT_GRACE);
+                let pod_ip = state.sandbox.as_ref().map(|s| s.1.clone());
+                stop_container(
+                    ctx,
+                    Some(pod),
+                    &old,
+                    grace,
+                    Some(message),
+                    pod_ip.as_deref(),
+                )
+                .await;
+            }
             let started = match &inputs {
                 Some(Ok(inputs)) => start_container(ctx, pod, state, &name, attempt, inputs).await,
                 Some(Err(message)) => {
