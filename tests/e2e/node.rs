@@ -1734,9 +1734,25 @@ fn disk_pressure_evicts_the_best_effort_pod_first_and_refuses_new_pods() {
         ),
         "TerminationByKubelet"
     );
-    // kubectl shows the reason as the pod's STATUS.
+    // The killed container ended (kubectl 1.32 shows its reason, Error, as the STATUS, as
+    // it does for pods a kubelet evicts); describe shows the pod's reason.
+    assert_eq!(
+        jsonpath(
+            &s,
+            "filler",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "137"
+    );
     let row = s.ok(&["get", "pod", "filler", "--no-headers"]);
-    assert!(row.contains(" Evicted "), "{row}");
+    assert!(row.contains(" Error "), "{row}");
+    let described = s.ok(&["describe", "pod", "filler"]);
+    assert!(
+        described
+            .lines()
+            .any(|l| l.starts_with("Reason:") && l.trim_end().ends_with("Evicted")),
+        "{described}"
+    );
     assert!(
         events_of(&s, "filler")
             .contains("Evicted: The node was low on resource: ephemeral-storage."),

@@ -243,7 +243,7 @@ async fn evict(ctx: &NodeContext, pod: &Pod, state: &mut PodState, message: &str
     futures::future::join_all(stops).await;
     refresh_observed(ctx, &uid, state).await;
     if post {
-        let mut status = status_now(ctx, pod, state, false);
+        let mut status = status_now(ctx, pod, state, false, true);
         status.phase = Some("Failed".into());
         status.reason = Some(REASON.into());
         status.message = Some(message.to_string());
@@ -1100,16 +1100,26 @@ async fn start_container(
 
 /// Post the pod's status if it changed since the last report.
 async fn report(ctx: &NodeContext, pod: &Pod, state: &mut PodState, sandbox_ready: bool) {
-    let status = status_now(ctx, pod, state, sandbox_ready);
+    let status = status_now(ctx, pod, state, sandbox_ready, false);
     post_status(ctx, pod, state, &status).await;
 }
 
-/// The pod's status from what the worker observed and knows.
-fn status_now(ctx: &NodeContext, pod: &Pod, state: &PodState, sandbox_ready: bool) -> PodStatus {
+/// The pod's status from what the worker observed and knows; `last`: the pod ends, so
+/// nothing waits (its containers show how they ended).
+fn status_now(
+    ctx: &NodeContext,
+    pod: &Pod,
+    state: &PodState,
+    sandbox_ready: bool,
+    last: bool,
+) -> PodStatus {
     let decided = plan::plan(pod, &state.observed, Utc::now());
     let mut waiting = decided.waiting.clone();
     for (k, v) in &state.held {
         waiting.insert(k.clone(), v.clone());
+    }
+    if last {
+        waiting.clear();
     }
     let mut known = Known {
         sandbox_ready,
