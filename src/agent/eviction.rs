@@ -144,7 +144,7 @@ impl Threshold {
     /// The threshold as a quantity for a signal of `capacity`.
     pub fn quantity(&self, capacity: u64) -> Quantity {
         match &self.value {
-            Value::Quantity(q) => q.clone(),
+            Value::Quantity(q) => *q,
             Value::Percent(p) => Quantity {
                 nano: ((capacity as f64 * p) as i128).saturating_mul(1_000_000_000),
                 format: QuantityFormat::BinarySI,
