@@ -1,6 +1,6 @@
 //! What the agent reads off its machine: capacity (CPUs, memory, disk of the data dir),
-//! identity (hostname, kernel, OS image, machine and boot ids), the node's address, and
-//! the live readings behind the pressure conditions. Parsers are pure and unit-tested;
+//! identity (hostname, kernel, OS image, machine and boot ids) and the node's address
+//! (the live pressure signals are [`super::eviction`]'s). Parsers are pure and unit-tested;
 //! the readers around them only open files under /proc, /sys and /etc.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -20,17 +20,6 @@ pub struct HostFacts {
     pub os_image: String,
     pub machine_id: String,
     pub boot_id: String,
-}
-
-/// What changes while the node runs: the inputs of MemoryPressure, DiskPressure and
-/// PIDPressure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Readings {
-    pub memory_available_bytes: u64,
-    pub storage_available_bytes: u64,
-    pub storage_bytes: u64,
-    pub processes: u64,
-    pub pid_max: u64,
 }
 
 fn read(path: &str) -> Result<String, AgentError> {
@@ -119,24 +108,6 @@ impl HostFacts {
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default(),
             boot_id: read("/proc/sys/kernel/random/boot_id")?.trim().to_string(),
-        })
-    }
-}
-
-impl Readings {
-    pub fn read(data_dir: &Path) -> Result<Readings, AgentError> {
-        let (_, memory_available_bytes) = parse_meminfo(&read("/proc/meminfo")?)
-            .ok_or_else(|| AgentError::Host("/proc/meminfo has no MemTotal/MemAvailable".into()))?;
-        let (storage_bytes, storage_available_bytes) = filesystem(data_dir)?;
-        Ok(Readings {
-            memory_available_bytes,
-            storage_available_bytes,
-            storage_bytes,
-            processes: parse_loadavg_processes(&read("/proc/loadavg")?).unwrap_or(0),
-            pid_max: read("/proc/sys/kernel/pid_max")?
-                .trim()
-                .parse()
-                .unwrap_or(32768),
         })
     }
 }
@@ -240,7 +211,5 @@ mod tests {
         let facts = HostFacts::read(Path::new("/")).expect("host facts");
         assert!(facts.cpus >= 1 && facts.memory_bytes > 0 && facts.storage_bytes > 0);
         assert!(!facts.hostname.is_empty() && !facts.kernel_version.is_empty());
-        let r = Readings::read(Path::new("/")).expect("readings");
-        assert!(r.memory_available_bytes <= facts.memory_bytes && r.pid_max > 0);
     }
 }

@@ -79,18 +79,31 @@ pub async fn run(ctx: Arc<NodeContext>) {
     }
 }
 
+/// The images the node's pods use.
+async fn images_in_use(ctx: &NodeContext) -> Result<HashSet<String>, String> {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let on_node = pods
+        .list(&ListParams::default().fields(&format!("spec.nodeName={}", ctx.node_name)))
+        .await
+        .map_err(|e| format!("listing the node's pods: {e}"))?;
+    Ok(pod_images(&on_node.items))
+}
+
+/// Remove every unused unpinned image (kubelet's `DeleteUnusedImages`, the eviction
+/// manager's node-level reclaim under disk pressure); returns the bytes freed.
+pub async fn free_unused(ctx: &NodeContext) -> Result<u64, String> {
+    let in_use = images_in_use(ctx).await?;
+    let report = ctx.images.gc(&in_use, 0).await.map_err(|e| e.to_string())?;
+    Ok(report.usage_before.saturating_sub(report.usage_after))
+}
+
 async fn collect(ctx: &NodeContext) -> Result<(), String> {
     let (capacity, available) =
         super::host::filesystem(ctx.images.root()).map_err(|e| e.to_string())?;
     let Some(to_free) = amount_to_free(capacity, available, HIGH_PERCENT, LOW_PERCENT) else {
         return Ok(());
     };
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let on_node = pods
-        .list(&ListParams::default().fields(&format!("spec.nodeName={}", ctx.node_name)))
-        .await
-        .map_err(|e| format!("listing the node's pods: {e}"))?;
-    let in_use = pod_images(&on_node.items);
+    let in_use = images_in_use(ctx).await?;
     let usage = ctx.images.disk_usage();
     let report = ctx
         .images

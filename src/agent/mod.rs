@@ -1,6 +1,6 @@
 //! The node agent (skiff's kubelet). It learns the world only through the client, as a
 //! remote agent would, and owns the node's side of the cluster:
-//! - [`host`]: capacity, identity and pressure readings of the machine;
+//! - [`host`]: capacity and identity of the machine;
 //! - [`node`]: registration, the pod range the server assigns, node status and conditions;
 //! - [`lease`]: the heartbeat Lease in `kube-node-lease`;
 //! - [`metrics`]: the node's and its containers' CPU and memory usage for `kubectl top`;
@@ -9,12 +9,14 @@
 //!   pods with [`crate::runtime`], images and the pod network ([`crate::net`]);
 //! - [`storage`]: claim volumes and the local-path reclaimer;
 //! - [`imagegc`]: removing unused images when the disk fills up;
+//! - [`eviction`]: node-pressure eviction (signals, thresholds, pressure conditions,
+//!   ranking and evicting pods, admission under pressure);
 //! - [`portforward`]: connections into a pod's network namespace for `pods/portforward`;
 //! - [`run`]: wiring it all together for `skiff server`.
 //!
-//! Not built yet (issue 4): node-pressure eviction,
-//! joining a server from another machine (`skiff agent`).
+//! Not built yet (issue 4): joining a server from another machine (`skiff agent`).
 
+pub mod eviction;
 pub mod host;
 pub mod imagegc;
 pub mod lease;
@@ -85,6 +87,8 @@ pub struct AgentConfig {
     pub control_plane: bool,
     /// kubelet's `--max-pods`.
     pub max_pods: u32,
+    /// Node-pressure eviction: thresholds and timing.
+    pub eviction: eviction::Config,
 }
 
 /// The agent, started: register the node, then keep its lease and status current.
@@ -94,6 +98,8 @@ pub struct Agent {
     pub pod_cidr: String,
     /// Why the node is not Ready (`None`: Ready).
     pub not_ready: watch::Sender<Option<String>>,
+    /// The eviction manager's pressure conditions and evictions.
+    pub pressure: eviction::Shared,
 }
 
 impl Agent {
@@ -126,13 +132,20 @@ impl Agent {
         let (not_ready, rx) = watch::channel(Some(
             "container runtime network not ready: the node has no pod range yet".to_string(),
         ));
-        tasks.spawn(node::keep_status(client.clone(), config.clone(), rx));
+        let pressure = eviction::Shared::default();
+        tasks.spawn(node::keep_status(
+            client.clone(),
+            config.clone(),
+            rx,
+            pressure.conditions(),
+        ));
         let pod_cidr = node::wait_for_pod_cidr(&nodes, &config.node_name).await?;
         tracing::info!(node = %config.node_name, %pod_cidr, "the node has its pod range");
         Ok(Agent {
             node,
             pod_cidr,
             not_ready,
+            pressure,
         })
     }
 }

@@ -1,8 +1,8 @@
 //! The agent's Node object: registration (labels, addresses, capacity and allocatable
 //! from the host, node info), the pod range the server assigns, and node status with
-//! kubelet's conditions (Ready, MemoryPressure, DiskPressure, PIDPressure), posted when a
-//! condition changes and at least every [`STATUS_REPORT_EVERY`] (the Lease is the
-//! frequent heartbeat).
+//! kubelet's conditions (Ready, and MemoryPressure, DiskPressure, PIDPressure as the
+//! eviction manager ([`super::eviction`]) observes them), posted when a condition changes
+//! and at least every [`STATUS_REPORT_EVERY`] (the Lease is the frequent heartbeat).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,20 +16,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::watch;
 
-use super::host::{HostFacts, Readings};
+use super::eviction::Signal;
+use super::host::HostFacts;
 use super::{AgentConfig, AgentError};
 
 /// How often conditions are computed (kubelet's `nodeStatusUpdateFrequency`).
 pub const STATUS_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// How often status is posted when nothing changed (`nodeStatusReportFrequency`).
 pub const STATUS_REPORT_EVERY: Duration = Duration::from_secs(300);
-
-/// The hard eviction thresholds (kubelet's `memory.available<100Mi`, k3s's
-/// `nodefs.available<5%`), which are also what allocatable keeps back.
-pub const EVICTION_MEMORY_AVAILABLE: u64 = 100 * 1024 * 1024;
-pub const EVICTION_NODEFS_AVAILABLE_PERCENT: u64 = 5;
-/// PIDPressure when fewer than this share of pid_max is free.
-pub const EVICTION_PID_AVAILABLE_PERCENT: u64 = 10;
 
 fn arch() -> String {
     match std::env::consts::ARCH {
@@ -68,8 +62,9 @@ fn kib(bytes: u64) -> Quantity {
     Quantity(format!("{}Ki", bytes / 1024))
 }
 
-/// Capacity and allocatable: allocatable keeps back the hard eviction thresholds, as
-/// kubelet does when no reservations are configured.
+/// Capacity and allocatable: allocatable keeps back the hard eviction thresholds of
+/// `memory.available` and `nodefs.available`, as kubelet does when no reservations are
+/// configured.
 pub fn resources(
     config: &AgentConfig,
     facts: &HostFacts,
@@ -84,12 +79,23 @@ pub fn resources(
     let mut allocatable = capacity.clone();
     allocatable.insert(
         "memory".to_string(),
-        kib(facts.memory_bytes.saturating_sub(EVICTION_MEMORY_AVAILABLE)),
+        kib(facts.memory_bytes.saturating_sub(
+            config
+                .eviction
+                .reserved(Signal::MemoryAvailable, facts.memory_bytes),
+        )),
     );
     allocatable.insert(
         "ephemeral-storage".to_string(),
         Quantity(
-            (facts.storage_bytes / 100 * (100 - EVICTION_NODEFS_AVAILABLE_PERCENT)).to_string(),
+            facts
+                .storage_bytes
+                .saturating_sub(
+                    config
+                        .eviction
+                        .reserved(Signal::NodeFsAvailable, facts.storage_bytes),
+                )
+                .to_string(),
         ),
     );
     (capacity, allocatable)
@@ -151,16 +157,18 @@ pub struct ConditionState {
     pub message: String,
 }
 
-/// kubelet's four node conditions from the readings and the agent's own readiness
-/// (`not_ready`: why pods cannot run yet, e.g. the pod network is not set up).
-pub fn conditions(readings: &Readings, not_ready: Option<&str>) -> Vec<ConditionState> {
+/// kubelet's four node conditions from the pressure conditions that are on (`pressure`,
+/// from the eviction manager) and the agent's own readiness (`not_ready`: why pods cannot
+/// run yet, e.g. the pod network is not set up).
+pub fn conditions(pressure: &[&str], not_ready: Option<&str>) -> Vec<ConditionState> {
     let c = |type_, status, reason, message: &str| ConditionState {
         type_,
         status,
         reason,
         message: message.to_string(),
     };
-    let memory = if readings.memory_available_bytes < EVICTION_MEMORY_AVAILABLE {
+    let on = |condition: &str| pressure.contains(&condition);
+    let memory = if on("MemoryPressure") {
         c(
             "MemoryPressure",
             "True",
@@ -175,9 +183,7 @@ pub fn conditions(readings: &Readings, not_ready: Option<&str>) -> Vec<Condition
             "kubelet has sufficient memory available",
         )
     };
-    let disk_low = readings.storage_available_bytes * 100
-        < readings.storage_bytes * EVICTION_NODEFS_AVAILABLE_PERCENT;
-    let disk = if disk_low {
+    let disk = if on("DiskPressure") {
         c(
             "DiskPressure",
             "True",
@@ -192,8 +198,7 @@ pub fn conditions(readings: &Readings, not_ready: Option<&str>) -> Vec<Condition
             "kubelet has no disk pressure",
         )
     };
-    let pids_free = readings.pid_max.saturating_sub(readings.processes);
-    let pid = if pids_free * 100 < readings.pid_max * EVICTION_PID_AVAILABLE_PERCENT {
+    let pid = if on("PIDPressure") {
         c(
             "PIDPressure",
             "True",
@@ -292,57 +297,53 @@ pub async fn wait_for_pod_cidr(nodes: &Api<Node>, name: &str) -> Result<String, 
 }
 
 /// Keep the node's status current: every [`STATUS_CHECK_EVERY`] compute the conditions;
-/// post them when one changed, when readiness changed, or every [`STATUS_REPORT_EVERY`].
+/// post them when one changed (readiness and pressure changes wake the loop at once), or
+/// every [`STATUS_REPORT_EVERY`].
 pub async fn keep_status(
     client: kube::Client,
     config: AgentConfig,
     mut not_ready: watch::Receiver<Option<String>>,
+    mut pressure: watch::Receiver<Vec<&'static str>>,
 ) {
     let nodes: Api<Node> = Api::all(client);
     let name = config.node_name.clone();
     let mut posted: Option<(Vec<ConditionState>, tokio::time::Instant)> = None;
     let mut previous: Vec<NodeCondition> = Vec::new();
     let mut readiness_final = false;
+    let mut pressure_final = false;
     loop {
-        match Readings::read(&config.data_dir) {
-            Ok(readings) => {
-                let why = not_ready.borrow_and_update().clone();
-                let states = conditions(&readings, why.as_deref());
-                let due = posted.as_ref().is_none_or(|(last, at)| {
-                    *last != states || at.elapsed() >= STATUS_REPORT_EVERY
-                });
-                if due {
-                    let conds = node_conditions(&states, &previous);
-                    let patch = serde_json::json!({"status": {"conditions": conds}});
-                    match nodes
-                        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
-                        .await
-                    {
-                        Ok(_) => {
-                            if posted.as_ref().is_none_or(|(last, _)| *last != states) {
-                                let summary: Vec<String> = states
-                                    .iter()
-                                    .map(|s| format!("{}={}", s.type_, s.status))
-                                    .collect();
-                                tracing::info!(node = %name, conditions = %summary.join(","), "node status posted");
-                            }
-                            previous = conds;
-                            posted = Some((states, tokio::time::Instant::now()));
-                        }
-                        Err(e) => tracing::warn!(node = %name, error = %e, "posting node status"),
+        let why = not_ready.borrow_and_update().clone();
+        let on = pressure.borrow_and_update().clone();
+        let states = conditions(&on, why.as_deref());
+        let due = posted
+            .as_ref()
+            .is_none_or(|(last, at)| *last != states || at.elapsed() >= STATUS_REPORT_EVERY);
+        if due {
+            let conds = node_conditions(&states, &previous);
+            let patch = serde_json::json!({"status": {"conditions": conds}});
+            match nodes
+                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+            {
+                Ok(_) => {
+                    if posted.as_ref().is_none_or(|(last, _)| *last != states) {
+                        let summary: Vec<String> = states
+                            .iter()
+                            .map(|s| format!("{}={}", s.type_, s.status))
+                            .collect();
+                        tracing::info!(node = %name, conditions = %summary.join(","), "node status posted");
                     }
+                    previous = conds;
+                    posted = Some((states, tokio::time::Instant::now()));
                 }
+                Err(e) => tracing::warn!(node = %name, error = %e, "posting node status"),
             }
-            Err(e) => tracing::warn!(error = %e, "reading the node's resource usage"),
         }
-        // Readiness changes wake the loop early; once its sender is gone it is final.
-        if readiness_final {
-            tokio::time::sleep(STATUS_CHECK_EVERY).await;
-        } else {
-            tokio::select! {
-                _ = tokio::time::sleep(STATUS_CHECK_EVERY) => {}
-                changed = not_ready.changed() => readiness_final = changed.is_err(),
-            }
+        // Readiness and pressure changes wake the loop early; a closed channel is final.
+        tokio::select! {
+            _ = tokio::time::sleep(STATUS_CHECK_EVERY) => {}
+            changed = not_ready.changed(), if !readiness_final => readiness_final = changed.is_err(),
+            changed = pressure.changed(), if !pressure_final => pressure_final = changed.is_err(),
         }
     }
 }
@@ -359,6 +360,7 @@ mod tests {
             labels: [("team".to_string(), "a".to_string())].into(),
             control_plane,
             max_pods: 110,
+            eviction: Default::default(),
         }
     }
 
@@ -392,22 +394,13 @@ mod tests {
         assert_eq!(alloc["memory"].0, format!("{}Ki", 4194304 - 102400));
         assert_eq!(cap["pods"].0, "110");
         let storage: u64 = alloc["ephemeral-storage"].0.parse().expect("bytes");
-        assert_eq!(storage, 100 * 1024 * 1024 * 1024 / 100 * 95);
-    }
-
-    fn readings(mem: u64, disk_free: u64, procs: u64) -> Readings {
-        Readings {
-            memory_available_bytes: mem,
-            storage_available_bytes: disk_free,
-            storage_bytes: 1000,
-            processes: procs,
-            pid_max: 1000,
-        }
+        // kubelet's default nodefs.available<10% is kept back.
+        assert_eq!(storage, 100 * 1024 * 1024 * 1024 / 10 * 9);
     }
 
     #[test]
-    fn conditions_follow_the_thresholds() {
-        let ok = conditions(&readings(1 << 30, 500, 10), None);
+    fn conditions_follow_the_pressure_conditions() {
+        let ok = conditions(&[], None);
         let status: Vec<_> = ok.iter().map(|c| (c.type_, c.status)).collect();
         assert_eq!(
             status,
@@ -418,7 +411,10 @@ mod tests {
                 ("Ready", "True")
             ]
         );
-        let bad = conditions(&readings(50 << 20, 40, 950), Some("network not ready"));
+        let bad = conditions(
+            &["MemoryPressure", "DiskPressure", "PIDPressure"],
+            Some("network not ready"),
+        );
         let status: Vec<_> = bad.iter().map(|c| (c.type_, c.status)).collect();
         assert_eq!(
             status,
@@ -429,12 +425,13 @@ mod tests {
                 ("Ready", "False")
             ]
         );
+        assert_eq!(bad[1].reason, "KubeletHasDiskPressure");
         assert_eq!(bad[3].message, "network not ready");
     }
 
     #[test]
     fn transition_times_survive_unchanged_statuses() {
-        let states = conditions(&readings(1 << 30, 500, 10), None);
+        let states = conditions(&[], None);
         let mut previous = node_conditions(&states, &[]);
         let old = Time(Utc::now() - chrono::Duration::hours(1));
         for c in &mut previous {
@@ -444,7 +441,7 @@ mod tests {
         assert!(again
             .iter()
             .all(|c| c.last_transition_time.as_ref() == Some(&old)));
-        let flipped = conditions(&readings(1 << 30, 500, 10), Some("x"));
+        let flipped = conditions(&[], Some("x"));
         let after = node_conditions(&flipped, &previous);
         let ready = after.iter().find(|c| c.type_ == "Ready").expect("Ready");
         assert_ne!(ready.last_transition_time.as_ref(), Some(&old));

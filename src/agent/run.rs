@@ -1,6 +1,7 @@
 //! The agent's whole start: the node (registration, lease, status), then what pods
 //! need (the container runtime, the image store with its auto-imported tarballs, the pod
-//! network on the node's pod range), then the pod manager and the usage reports. The node turns Ready once
+//! network on the node's pod range), then the pod manager, the usage reports, image GC
+//! and the eviction manager. The node turns Ready once
 //! the pod network is up.
 
 use std::net::IpAddr;
@@ -125,9 +126,15 @@ pub async fn run(
         node_memory: quantity("memory").map_or(0, |q| q.value()),
         recorder: Recorder::new(client, "kubelet"),
         sync_frequency: pods.sync_frequency,
+        eviction: agent.pressure.clone(),
     });
     tasks.spawn(manager::run(ctx.clone()));
     tasks.spawn(super::imagegc::run(ctx.clone()));
+    tasks.spawn(super::eviction::run(
+        ctx.clone(),
+        config.eviction.clone(),
+        config.data_dir.clone(),
+    ));
     tasks.spawn(super::metrics::run(
         ctx.client.clone(),
         ctx.node_name.clone(),

@@ -48,6 +48,7 @@ async fn registers_gets_a_pod_range_and_reports_not_ready() {
         labels: [("zone".to_string(), "lab".to_string())].into(),
         control_plane: true,
         max_pods: 110,
+        eviction: Default::default(),
     };
     let mut tasks = JoinSet::new();
     let agent = tokio::time::timeout(
@@ -127,6 +128,7 @@ async fn registers_gets_a_pod_range_and_reports_not_ready() {
             labels: Default::default(),
             control_plane: false,
             max_pods: 110,
+            eviction: Default::default(),
         },
         &crate::agent::host::HostFacts::read(dir.path()).expect("facts"),
     );

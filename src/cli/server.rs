@@ -62,6 +62,20 @@ pub struct ServerArgs {
     /// brought up to date (kubelet's sync-frequency; `0` never refreshes them).
     #[arg(long, default_value = "1m", value_parser = crate::client::metrics::parse_interval)]
     pub sync_frequency: std::time::Duration,
+    /// Hard eviction thresholds of the local node (kubelet's `--eviction-hard`:
+    /// `memory.available<100Mi,nodefs.available<10%`; signals memory.available,
+    /// nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree,
+    /// pid.available; empty turns eviction off).
+    #[arg(long, default_value = crate::agent::eviction::DEFAULT_HARD)]
+    pub eviction_hard: String,
+    /// How long a pressure condition stays on after its threshold was last met
+    /// (kubelet's `--eviction-pressure-transition-period`).
+    #[arg(long, default_value = "5m", value_parser = crate::client::metrics::parse_interval)]
+    pub eviction_pressure_transition_period: std::time::Duration,
+    /// How often the eviction manager observes the node's signals (kubelet's
+    /// housekeeping interval).
+    #[arg(long, default_value = "10s", value_parser = crate::client::metrics::parse_interval)]
+    pub eviction_monitoring_interval: std::time::Duration,
     /// IPv4 network CIDR to use for pod IPs.
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
@@ -103,6 +117,8 @@ pub struct ServerArgs {
 pub enum ServerError {
     #[error("the agent: {0}")]
     Agent(#[from] crate::agent::AgentError),
+    #[error("--eviction-hard: {0}")]
+    BadEvictionThreshold(#[from] crate::agent::eviction::ThresholdError),
     #[error("--node-label {0:?}: expected key=value")]
     BadNodeLabel(String),
     #[error("--write-kubeconfig-mode {0:?} is not an octal file mode")]
@@ -338,6 +354,11 @@ fn agent_settings(
             labels,
             control_plane: true,
             max_pods: 110,
+            eviction: crate::agent::eviction::Config {
+                hard: crate::agent::eviction::parse_thresholds(&args.eviction_hard)?,
+                monitoring_interval: args.eviction_monitoring_interval,
+                pressure_transition_period: args.eviction_pressure_transition_period,
+            },
         },
         crate::agent::run::PodSettings {
             cluster_cidr: args.cluster_cidr.clone(),

@@ -3,7 +3,9 @@
 //! than the grace period (40 s) gets its conditions set to `Unknown` ("Kubelet stopped
 //! posting node status.") and the `node.kubernetes.io/unreachable` taints; a node reporting
 //! Ready=False gets `node.kubernetes.io/not-ready`; a cordoned node gets
-//! `node.kubernetes.io/unschedulable:NoSchedule`. Pods on a node with NoExecute taints
+//! `node.kubernetes.io/unschedulable:NoSchedule`; MemoryPressure, DiskPressure,
+//! PIDPressure and NetworkUnavailable conditions that are True give their `NoSchedule`
+//! taints (TaintNodesByCondition). Pods on a node with NoExecute taints
 //! they do not tolerate are deleted, at once or after their `tolerationSeconds` (300 s by
 //! default, added at admission); pods on an unreachable node are marked not Ready first.
 
@@ -27,6 +29,18 @@ use crate::client::events::{reference, EventType, Recorder};
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+/// Conditions that taint the node `NoSchedule` while True (upstream's
+/// TaintNodesByCondition).
+pub const CONDITION_TAINTS: [(&str, &str); 4] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+    (
+        "NetworkUnavailable",
+        "node.kubernetes.io/network-unavailable",
+    ),
+];
 
 /// How often node health is checked (kube-controller-manager's `--node-monitor-period`).
 const MONITOR_PERIOD: Duration = Duration::from_secs(5);
@@ -101,8 +115,26 @@ pub fn desired_taints(node: &Node, health: Health, now: DateTime<Utc>) -> Vec<Ta
     {
         want.push((TAINT_UNSCHEDULABLE, "NoSchedule"));
     }
+    // Pressure conditions, as the kubelet last reported them (not while it is silent).
+    if health != Health::Unknown {
+        let conditions = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (condition, taint) in CONDITION_TAINTS {
+            if conditions
+                .iter()
+                .any(|c| c.type_ == condition && c.status == "True")
+            {
+                want.push((taint, "NoSchedule"));
+            }
+        }
+    }
     let managed = |t: &Taint| {
         [TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE].contains(&t.key.as_str())
+            || CONDITION_TAINTS.iter().any(|(_, key)| *key == t.key)
     };
     let mut out: Vec<Taint> = current
         .iter()
@@ -405,6 +437,42 @@ mod tests {
             node_health(&node("False", 0), Some(&lease(10)), at(20), grace),
             Health::NotReady
         );
+    }
+
+    #[test]
+    fn pressure_conditions_taint_the_node_no_schedule_while_true() {
+        let mut n = node("True", 0);
+        if let Some(conditions) = n.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            conditions.push(NodeCondition {
+                type_: "DiskPressure".into(),
+                status: "True".into(),
+                ..Default::default()
+            });
+            conditions.push(NodeCondition {
+                type_: "MemoryPressure".into(),
+                status: "False".into(),
+                ..Default::default()
+            });
+        }
+        let t = desired_taints(&n, Health::Ready, at(10));
+        assert_eq!(
+            t,
+            [Taint {
+                key: "node.kubernetes.io/disk-pressure".into(),
+                effect: "NoSchedule".into(),
+                value: None,
+                time_added: None,
+            }]
+        );
+        // The pressure goes: so does the taint.
+        n.spec = Some(NodeSpec {
+            taints: Some(t),
+            ..Default::default()
+        });
+        if let Some(conditions) = n.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            conditions.retain(|c| c.type_ != "DiskPressure");
+        }
+        assert!(desired_taints(&n, Health::Ready, at(20)).is_empty());
     }
 
     #[test]

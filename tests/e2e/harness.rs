@@ -62,6 +62,17 @@ impl Server {
     /// inside a network namespace of its own so the host's network stays untouched.
     /// Container logs go under the test's dir.
     pub fn start_node(extra: &[&str]) -> Server {
+        Server::start_node_with(extra, None)
+    }
+
+    /// A node whose data dir is a tmpfs of `size` (`mount -o size=`) inside the node's
+    /// mount namespace: a small filesystem of its own (disk-pressure tests). Read it
+    /// through [`Server::node_data_dir`]; run programs on it with [`Server::in_node_mounts`].
+    pub fn start_node_on_tmpfs(size: &str, extra: &[&str]) -> Server {
+        Server::start_node_with(extra, Some(size))
+    }
+
+    fn start_node_with(extra: &[&str], data_tmpfs: Option<&str>) -> Server {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let netns = format!("skiff-e2e-{}-{n}", std::process::id());
@@ -116,8 +127,42 @@ impl Server {
             mount_holder: None,
         };
         s.make_mount_namespace();
+        if let Some(size) = data_tmpfs {
+            std::fs::create_dir_all(s.data_dir()).expect("data dir");
+            let out = s
+                .in_node_mounts("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "skiff-data"])
+                .arg(s.data_dir())
+                .output()
+                .expect("run mount");
+            assert!(
+                out.status.success(),
+                "mounting a tmpfs data dir: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         s.spawn();
         s
+    }
+
+    /// `program` run in the node's mount namespace (where its data dir may be a tmpfs).
+    pub fn in_node_mounts(&self, program: &str) -> Command {
+        let mnt = self.mount_namespace().expect("a node test");
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount={}", mnt.display())).arg(program);
+        c
+    }
+
+    /// The data dir as the node sees it (through its mount namespace holder's root).
+    pub fn node_data_dir(&self) -> PathBuf {
+        match &self.mount_holder {
+            Some(h) => PathBuf::from(format!(
+                "/proc/{}/root{}",
+                h.id(),
+                self.data_dir().display()
+            )),
+            None => self.data_dir(),
+        }
     }
 
     /// The node's mount namespace (of its holder process).
@@ -615,8 +660,10 @@ impl Drop for Server {
                 let _ = c.wait();
             }
         }
-        if let Some(mut holder) = self.mount_holder.take() {
+        if self.mount_holder.is_some() {
             self.remove_node_leftovers();
+        }
+        if let Some(mut holder) = self.mount_holder.take() {
             // The last process in it gone, the namespace ends, and with it every mount
             // made inside.
             let _ = holder.kill();
@@ -633,7 +680,7 @@ impl Server {
     /// started (every process in their cgroups) and the cgroups. Pods the test deleted
     /// leave nothing.
     fn remove_node_leftovers(&self) {
-        let containers = self.data_dir().join("agent/run/containers");
+        let containers = self.node_data_dir().join("agent/run/containers");
         let ids: Vec<String> = std::fs::read_dir(&containers)
             .into_iter()
             .flatten()

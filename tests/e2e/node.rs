@@ -1857,3 +1857,251 @@ spec:
     );
     s.ok(&["delete", "pod", "swap", "--grace-period=0", "--force"]);
 }
+
+/// The status of the node's condition `type_` (True/False).
+fn node_condition(s: &Server, type_: &str) -> String {
+    s.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        &format!("jsonpath={{.items[0].status.conditions[?(@.type==\"{type_}\")].status}}"),
+    ])
+}
+
+/// Bytes available on the node's data dir filesystem, as `df` inside the node sees it.
+fn data_dir_available(s: &Server) -> u64 {
+    let out = s
+        .in_node_mounts("df")
+        .args(["-B1", "--output=avail"])
+        .arg(s.data_dir())
+        .output()
+        .expect("run df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df's available bytes")
+}
+
+#[test]
+fn disk_pressure_evicts_the_best_effort_pod_first_and_refuses_new_pods() {
+    const MIB: u64 = 1024 * 1024;
+    // The node's data dir (store, images, pod dirs, emptyDirs, writable layers) is a
+    // 160 MiB filesystem of its own; DiskPressure below 48 MiB available.
+    let s = Server::start_node_on_tmpfs(
+        "160m",
+        &[
+            "--eviction-hard=nodefs.available<48Mi",
+            "--eviction-monitoring-interval=1s",
+            "--eviction-pressure-transition-period=20s",
+        ],
+    );
+    let tar = s.path().join("testbox.tar");
+    std::fs::write(&tar, TestImage::new().oci_tar(IMAGE)).expect("write image tar");
+    let out = s
+        .in_node_mounts(crate::harness::skiff_bin())
+        .args(["images", "import", "--data-dir"])
+        .arg(s.data_dir())
+        .arg(&tar)
+        .output()
+        .expect("run skiff images import");
+    assert!(
+        out.status.success(),
+        "skiff images import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(60, "the node is Ready", || {
+        let out = s.ok(&["get", "nodes", "--no-headers"]);
+        out.contains(" Ready ").then_some(())
+    });
+    assert_eq!(node_condition(&s, "DiskPressure"), "False");
+    // Allocatable ephemeral-storage keeps the threshold back from the capacity.
+    let storage = |field: &str| -> u64 {
+        s.ok(&[
+            "get",
+            "nodes",
+            "-o",
+            &format!("jsonpath={{.items[0].status.{field}.ephemeral-storage}}"),
+        ])
+        .trim_end_matches("Ki")
+        .parse::<u64>()
+        .map(|v| if field == "capacity" { v * 1024 } else { v })
+        .expect("ephemeral-storage")
+    };
+    assert_eq!(storage("capacity") - storage("allocatable"), 48 * MIB);
+
+    // A Guaranteed pod that writes nothing.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "steady"}},
+  "spec": {{"terminationGracePeriodSeconds": 1, "containers": [{{"name": "steady",
+    "image": "{IMAGE}", "command": ["sleep", "3600"],
+    "resources": {{"requests": {{"cpu": "100m", "memory": "32Mi"}},
+                  "limits": {{"cpu": "100m", "memory": "32Mi"}}}}}}]}}}}"#
+        ),
+    );
+    eventually(60, "steady runs", || {
+        (phase(&s, "steady") == "Running").then_some(())
+    });
+    let available = data_dir_available(&s);
+    assert!(
+        available > 80 * MIB,
+        "the data dir should have room before the test fills it: {available} bytes"
+    );
+    // A BestEffort pod that fills its emptyDir to 16 MiB below the threshold.
+    let fill = (available - 48 * MIB) / MIB + 16;
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "filler"}},
+  "spec": {{"terminationGracePeriodSeconds": 30, "containers": [{{"name": "filler",
+    "image": "{IMAGE}", "command": ["sh", "-c",
+      "dd if=/dev/zero of=/scratch/fill bs=1M count={fill} && echo filled && sleep 3600"],
+    "volumeMounts": [{{"name": "scratch", "mountPath": "/scratch"}}]}}],
+  "volumes": [{{"name": "scratch", "emptyDir": {{}}}}]}}}}"#
+        ),
+    );
+    let filler_uid = eventually(60, "the filler pod exists", || {
+        Some(jsonpath(&s, "filler", "{.metadata.uid}")).filter(|u| !u.is_empty())
+    });
+    eventually(60, "DiskPressure is True", || {
+        (node_condition(&s, "DiskPressure") == "True").then_some(())
+    });
+    // Under disk pressure admission refuses new pods (bound here by hand: the
+    // scheduler keeps them off the node's disk-pressure taint).
+    let node = s.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "late"}},
+  "spec": {{"nodeName": "{node}", "containers": [{{"name": "late",
+    "image": "{IMAGE}", "command": ["sleep", "3600"],
+    "resources": {{"requests": {{"memory": "8Mi"}}}}}}]}}}}"#
+        ),
+    );
+    eventually(60, "the filler pod is evicted", || {
+        (phase(&s, "filler") == "Failed").then_some(())
+    });
+    assert_eq!(jsonpath(&s, "filler", "{.status.reason}"), "Evicted");
+    let message = jsonpath(&s, "filler", "{.status.message}");
+    assert!(
+        message.starts_with(
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 48Mi, available: "
+        ) && message.contains("Container filler was using ")
+            && message
+                .ends_with("request is 0, has larger consumption of ephemeral-storage. "),
+        "{message}"
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            "filler",
+            "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}"
+        ),
+        "TerminationByKubelet"
+    );
+    // The killed container ended (kubectl 1.32 shows its reason, Error, as the STATUS, as
+    // it does for pods a kubelet evicts); describe shows the pod's reason.
+    assert_eq!(
+        jsonpath(
+            &s,
+            "filler",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "137"
+    );
+    let row = s.ok(&["get", "pod", "filler", "--no-headers"]);
+    assert!(row.contains(" Error "), "{row}");
+    let described = s.ok(&["describe", "pod", "filler"]);
+    assert!(
+        described
+            .lines()
+            .any(|l| l.starts_with("Reason:") && l.trim_end().ends_with("Evicted")),
+        "{described}"
+    );
+    assert!(
+        events_of(&s, "filler")
+            .contains("Evicted: The node was low on resource: ephemeral-storage."),
+        "{}",
+        events_of(&s, "filler")
+    );
+    let node_events = events_of(&s, &node);
+    assert!(
+        node_events.contains("EvictionThresholdMet: Attempting to reclaim ephemeral-storage"),
+        "{node_events}"
+    );
+    // The Guaranteed pod keeps running.
+    assert_eq!(phase(&s, "steady"), "Running");
+    assert_eq!(
+        jsonpath(&s, "steady", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    // The refused pod never ran.
+    eventually(30, "the late pod is refused", || {
+        (phase(&s, "late") == "Failed").then_some(())
+    });
+    assert_eq!(jsonpath(&s, "late", "{.status.reason}"), "Evicted");
+    assert_eq!(
+        jsonpath(&s, "late", "{.status.message}"),
+        "Pod was rejected: The node had condition: [DiskPressure]. "
+    );
+    let late_uid = jsonpath(&s, "late", "{.metadata.uid}");
+    assert!(containers_of_node(&s, &late_uid).is_empty());
+    // Everything of the evicted pod is gone (its object stays): containers, emptyDir,
+    // pod dir and mounts; the space is back.
+    eventually(30, "the evicted pod is cleaned up", || {
+        (containers_of_node(&s, &filler_uid).is_empty()
+            && !s
+                .node_data_dir()
+                .join("agent/pods")
+                .join(&filler_uid)
+                .exists()
+            && !s.node_mounts().contains(&filler_uid))
+        .then_some(())
+    });
+    assert!(data_dir_available(&s) > 60 * MIB);
+    // The taint comes and goes with the condition.
+    eventually(30, "the node has the disk-pressure taint", || {
+        s.ok(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[0].spec.taints[*].key}",
+        ])
+        .contains("node.kubernetes.io/disk-pressure")
+        .then_some(())
+    });
+    eventually(60, "DiskPressure is False again", || {
+        (node_condition(&s, "DiskPressure") == "False").then_some(())
+    });
+    eventually(30, "the disk-pressure taint is gone", || {
+        (!s.ok(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[0].spec.taints[*].key}",
+        ])
+        .contains("node.kubernetes.io/disk-pressure"))
+        .then_some(())
+    });
+    assert_eq!(phase(&s, "steady"), "Running");
+    s.ok(&["delete", "pod", "filler", "late", "steady", "--wait=true"]);
+    eventually(30, "no pod dir is left", || {
+        std::fs::read_dir(s.node_data_dir().join("agent/pods"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true)
+            .then_some(())
+    });
+}
+
+/// The runtime's containers of pod `uid`, seen through the node's mount namespace.
+fn containers_of_node(s: &Server, uid: &str) -> Vec<String> {
+    std::fs::read_dir(s.node_data_dir().join("agent/run/containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|id| id.starts_with(uid))
+        .collect()
+}

@@ -317,6 +317,7 @@ mod tests {
                 }),
                 log_path: "/x".into(),
                 cgroups_path: "/x".into(),
+                image: String::new(),
             },
         }
     }

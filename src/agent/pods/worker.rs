@@ -3,7 +3,9 @@
 //! pod's `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`), its volumes, pull images,
 //! start containers in the order [`super::plan`] decides, report status, and on deletion
 //! stop containers within the grace period (SIGTERM, then SIGKILL), remove everything
-//! the pod made and delete the pod object.
+//! the pod made and delete the pod object. A pod the eviction manager evicts (or that
+//! kubelet's admission refuses under node pressure) ends `Failed`/`Evicted`: its
+//! containers are killed at once and its resources removed, its object stays.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,7 +15,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Pod, PodCondition, PodStatus, Secret, Service, Volume,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use tokio::sync::{mpsc, watch};
 
@@ -22,6 +27,7 @@ use super::plan::{self, Action, Attempt, Observed, Waiting};
 use super::probe::{self, Hook, PodProbes};
 use super::status::{self, Known};
 use super::volumes;
+use crate::agent::eviction::{self, REASON};
 use crate::client::events::{reference, EventType, Recorder};
 use crate::net::{self, HostPort, PodKey, PodNetwork, Protocol};
 use crate::runtime::image::{
@@ -54,6 +60,8 @@ pub struct NodeContext {
     pub recorder: Recorder,
     /// How often the projected volumes of a running pod are refreshed (zero: never).
     pub sync_frequency: Duration,
+    /// Node pressure: the conditions that are on and the pods to evict.
+    pub eviction: crate::agent::eviction::Shared,
 }
 
 impl NodeContext {
@@ -111,6 +119,10 @@ struct PodState {
     watched: std::collections::HashSet<String>,
     /// The probes of the running containers.
     probes: PodProbes,
+    /// The pod passed admission (or was running already).
+    admitted: bool,
+    /// The pod was evicted or refused: nothing runs any more until it is deleted.
+    ended: bool,
 }
 
 /// A projected service-account token and when it needs replacing.
@@ -137,6 +149,7 @@ pub async fn run(
     mut wake: mpsc::UnboundedReceiver<Wake>,
 ) {
     let mut state = PodState::default();
+    let mut evictions = ctx.eviction.evictions();
     // Containers found from an earlier run of the agent.
     refresh_observed(&ctx, &uid, &mut state).await;
     loop {
@@ -158,7 +171,18 @@ pub async fn run(
                 terminate(&ctx, &uid, Some(&pod), &mut state, grace).await;
                 return;
             }
-            Some(pod) => sync(&ctx, &pod, &mut state, &wake_tx).await,
+            Some(_) if state.ended => None,
+            Some(pod) => match ended_why(&ctx, &pod, &mut state) {
+                Some(End::Evicted { message, post }) => {
+                    evict(&ctx, &pod, &mut state, &message, post).await;
+                    None
+                }
+                Some(End::Rejected(message)) => {
+                    reject(&ctx, &pod, &mut state, &message).await;
+                    None
+                }
+                None => sync(&ctx, &pod, &mut state, &wake_tx).await,
+            },
         };
         let sleep = requeue.unwrap_or(RESYNC).min(RESYNC);
         tokio::select! {
@@ -167,9 +191,110 @@ pub async fn run(
                 return;
             },
             _ = wake.recv() => {}
+            _ = evictions.changed() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
     }
+}
+
+/// Why a live pod must not run (any more).
+enum End {
+    /// The eviction manager evicts it (`post`: report it), or its status says it was
+    /// evicted already (after a restart of the agent).
+    Evicted { message: String, post: bool },
+    /// Admission refuses it under node pressure.
+    Rejected(String),
+}
+
+fn ended_why(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> Option<End> {
+    let uid = uid_of(pod);
+    if let Some(message) = ctx.eviction.eviction_of(&uid) {
+        return Some(End::Evicted {
+            message,
+            post: true,
+        });
+    }
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref());
+    if phase == Some("Failed") && status.and_then(|s| s.reason.as_deref()) == Some(REASON) {
+        return Some(End::Evicted {
+            message: String::new(),
+            post: false,
+        });
+    }
+    if !state.admitted {
+        let started = !state.observed.is_empty()
+            || !matches!(phase, None | Some("Pending"))
+            || status
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.container_id.is_some()));
+        if !started {
+            if let Err(message) = eviction::admit(pod, &ctx.eviction.current_conditions()) {
+                return Some(End::Rejected(message));
+            }
+        }
+        state.admitted = true;
+    }
+    None
+}
+
+/// Evict the pod: kill its containers at once, report it `Failed`/`Evicted` with the
+/// DisruptionTarget condition (as kubelet 1.32 does), and remove what it made.
+async fn evict(ctx: &NodeContext, pod: &Pod, state: &mut PodState, message: &str, post: bool) {
+    let uid = uid_of(pod);
+    refresh_observed(ctx, &uid, state).await;
+    state.probes.clear();
+    let pod_ip = state.sandbox.as_ref().map(|s| s.1.clone());
+    let running: Vec<String> = state
+        .observed
+        .values()
+        .flatten()
+        .filter(|a| a.running())
+        .map(|a| a.state.id.clone())
+        .collect();
+    let stops = running
+        .iter()
+        .map(|id| stop_container(ctx, Some(pod), id, 0, None, pod_ip.as_deref()));
+    futures::future::join_all(stops).await;
+    refresh_observed(ctx, &uid, state).await;
+    if post {
+        let mut status = status_now(ctx, pod, state, false, true);
+        status.phase = Some("Failed".into());
+        status.reason = Some(REASON.into());
+        status.message = Some(message.to_string());
+        let conditions = status.conditions.get_or_insert_with(Vec::new);
+        conditions.retain(|c| c.type_ != "DisruptionTarget");
+        conditions.push(PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some("TerminationByKubelet".into()),
+            message: Some(message.to_string()),
+            last_transition_time: Some(Time(Utc::now())),
+            last_probe_time: None,
+        });
+        post_status(ctx, pod, state, &status).await;
+    }
+    cleanup(ctx, &uid, state).await;
+    state.ended = true;
+    tracing::info!(pod = %pod_name(pod), "the pod is evicted");
+}
+
+/// Refuse the pod as kubelet's admission does: `Failed`, reason `Evicted`, and a
+/// Warning event; nothing of it is started.
+async fn reject(ctx: &NodeContext, pod: &Pod, state: &mut PodState, message: &str) {
+    ctx.recorder
+        .record(&reference(pod), EventType::Warning, REASON, message)
+        .await;
+    let status = PodStatus {
+        phase: Some("Failed".into()),
+        reason: Some(REASON.into()),
+        message: Some(format!("Pod was rejected: {message}")),
+        qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
+        ..Default::default()
+    };
+    post_status(ctx, pod, state, &status).await;
+    state.ended = true;
+    tracing::info!(pod = %pod_name(pod), %message, "the pod was rejected under node pressure");
 }
 
 /// Reload what the runtime shows of this pod's containers (only theirs are asked).
@@ -1094,10 +1219,26 @@ async fn start_container(
 
 /// Post the pod's status if it changed since the last report.
 async fn report(ctx: &NodeContext, pod: &Pod, state: &mut PodState, sandbox_ready: bool) {
+    let status = status_now(ctx, pod, state, sandbox_ready, false);
+    post_status(ctx, pod, state, &status).await;
+}
+
+/// The pod's status from what the worker observed and knows; `last`: the pod ends, so
+/// nothing waits (its containers show how they ended).
+fn status_now(
+    ctx: &NodeContext,
+    pod: &Pod,
+    state: &PodState,
+    sandbox_ready: bool,
+    last: bool,
+) -> PodStatus {
     let decided = plan::plan(pod, &state.observed, Utc::now());
     let mut waiting = decided.waiting.clone();
     for (k, v) in &state.held {
         waiting.insert(k.clone(), v.clone());
+    }
+    if last {
+        waiting.clear();
     }
     let mut known = Known {
         sandbox_ready,
@@ -1121,14 +1262,18 @@ async fn report(ctx: &NodeContext, pod: &Pod, state: &mut PodState, sandbox_read
         started: BTreeMap::new(),
     };
     (known.started, known.readiness) = state.probes.view(pod, &state.observed);
-    let status = status::pod_status(
+    status::pod_status(
         pod,
         &state.observed,
         decided.initialized,
         &known,
         Utc::now(),
-    );
-    let Ok(mut value) = serde_json::to_value(&status) else {
+    )
+}
+
+/// Post `status` unless it is what was posted last.
+async fn post_status(ctx: &NodeContext, pod: &Pod, state: &mut PodState, status: &PodStatus) {
+    let Ok(mut value) = serde_json::to_value(status) else {
         return;
     };
     // Compare without timestamps that move on their own.
@@ -1175,7 +1320,8 @@ async fn terminate(
     futures::future::join_all(stops).await;
     // Final statuses (the terminated states) before the containers go.
     refresh_observed(ctx, uid, state).await;
-    if let Some(pod) = pod {
+    // An evicted or refused pod keeps the status it ended with.
+    if let Some(pod) = pod.filter(|_| !state.ended) {
         report(ctx, pod, state, false).await;
     }
     cleanup(ctx, uid, state).await;

@@ -347,6 +347,11 @@ impl ImageStore {
         &self.inner.root
     }
 
+    /// The container's writable layer (its overlay upper dir), for disk usage.
+    pub fn writable_layer(&self, container_id: &str) -> PathBuf {
+        self.inner.root.join("ct").join(container_id).join("u")
+    }
+
     /// Pull if needed according to `policy`.
     pub async fn ensure(
         &self,
