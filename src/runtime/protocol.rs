@@ -62,9 +62,11 @@ pub mod attach {
         out
     }
 
-    /// The first complete frame in `buf`: (kind, payload, bytes used); `Err` when the
-    /// length is past [`MAX_PAYLOAD`].
-    pub fn parse(buf: &[u8]) -> Result<Option<(u8, &[u8], usize)>, String> {
+    /// A frame read from a buffer: (kind, payload, bytes used).
+    pub type Parsed<'a> = (u8, &'a [u8], usize);
+
+    /// The first complete frame in `buf`; `Err` when the length is past [`MAX_PAYLOAD`].
+    pub fn parse(buf: &[u8]) -> Result<Option<Parsed<'_>>, String> {
         let Some(header) = buf.get(..5) else {
             return Ok(None);
         };
