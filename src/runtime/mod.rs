@@ -187,6 +187,7 @@ impl Runtime {
         let exe = self.exe.clone();
         let run_dir = self.run_dir.clone();
         let id2 = id.clone();
+        let t_shim = std::time::Instant::now();
         // The shim detaches itself (fork + setsid); its first process exits at once and
         // is reaped here, the readiness line comes over the pipe.
         let ready = tokio::task::spawn_blocking(move || -> Result<String, RuntimeError> {
@@ -218,6 +219,8 @@ impl Runtime {
             Ok(String::from_utf8_lossy(&line).into_owned())
         })
         .await??;
+        tracing::debug!(container = %id, shim_ms = format!("{:.1}", t_shim.elapsed().as_secs_f64() * 1000.0),
+            "shim reported");
         match serde_json::from_str::<Ready>(&ready) {
             Ok(Ready::Started { pid, shim_pid }) => Ok(Container {
                 id,
