@@ -7,7 +7,8 @@
 #     from its creation (when the watch first shows it) until Running;
 #  2. with those pods running (sleeping), the memory of the skiff process and of every
 #     `skiff shim` (VmRSS, PSS, private, anonymous; median, max); SMAPS_DIR=dir also
-#     keeps /proc/PID/smaps of skiff and of one shim, and the server log, there.
+#     keeps /proc/PID/smaps of skiff and of one shim, and the server log, there; SETTLE=s
+#     waits s seconds (default 5) after the last pod runs before measuring.
 #
 #   sudo benches/pods.sh                       # builds `cargo build --release` first
 #   N=30 SKIFF=target/release/skiff sudo -E benches/pods.sh
@@ -135,7 +136,7 @@ EOF
 # the ones it shares (the skiff binary's text, which every shim maps from the one sealed
 # copy); PSS divides shared pages among their mappers, "private" is what only that process
 # has (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup), "anon" its anonymous pages.
-sleep 5
+sleep "${SETTLE:-5}"
 rollup() { # PID -> "rss pss private anon" in KiB
   awk '/^Rss:/{r=$2} /^Pss:/{p=$2} /^Private_(Clean|Dirty):/{v+=$2} /^Anonymous:/{a=$2}
        END{print r+0, p+0, v+0, a+0}' /proc/"$1"/smaps_rollup 2>/dev/null
@@ -146,6 +147,8 @@ for f in "$WORK"/data/agent/run/containers/*/shim.pid; do rollup "$(cat "$f")"; 
   grep . >"$WORK/shims.mem" || true
 [[ -n ${SMAPS_DIR:-} ]] && { mkdir -p "$SMAPS_DIR"; cp /proc/$SERVER_PID/smaps "$SMAPS_DIR/skiff.smaps"
   cp "$WORK/server.log" "$SMAPS_DIR/server.log"
+  cat /proc/$SERVER_PID/task/*/comm | sort | uniq -c >"$SMAPS_DIR/threads.txt"
+  echo "$T0" >"$SMAPS_DIR/t0"; cp "$WORK/watch.log" "$SMAPS_DIR/watch.log"
   f=$(ls "$WORK"/data/agent/run/containers/*/shim.pid | head -1); cp /proc/"$(cat "$f")"/smaps "$SMAPS_DIR/shim.smaps"; }
 echo
 echo "| running pods | skiff VmRSS | skiff PSS | skiff private | skiff anon | skiff threads |"

@@ -961,21 +961,18 @@ async fn start_container(
             return Err(Duration::from_secs(5));
         }
     };
-    let t_created = std::time::Instant::now();
-    ctx.recorder
-        .record(
-            &obj,
-            EventType::Normal,
-            "Created",
-            &format!("Created container {name}"),
-        )
-        .await;
     let t_runtime = std::time::Instant::now();
-    let started = ctx.runtime.create_and_start(&spec).await;
+    // The Created event is written while the runtime starts the container, not before:
+    // it is not on the way to Running.
+    let created_message = format!("Created container {name}");
+    let (_, started) = tokio::join!(
+        ctx.recorder
+            .record(&obj, EventType::Normal, "Created", &created_message),
+        ctx.runtime.create_and_start(&spec)
+    );
     tracing::debug!(
         container = %id,
-        rootfs_spec_ms = format!("{:.1}", (t_created - t_rootfs).as_secs_f64() * 1000.0),
-        event_ms = format!("{:.1}", (t_runtime - t_created).as_secs_f64() * 1000.0),
+        rootfs_spec_ms = format!("{:.1}", (t_runtime - t_rootfs).as_secs_f64() * 1000.0),
         runtime_ms = format!("{:.1}", t_runtime.elapsed().as_secs_f64() * 1000.0),
         "container start"
     );
