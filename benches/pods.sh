@@ -3,9 +3,12 @@
 # `skiff server` (server + agent in one process) inside a network namespace this script
 # makes; a busybox-static image built here and imported; then
 #  1. N pods (default 50) created in one `kubectl create`, the image present: the time from
-#     just before the create until a watch shows each pod Running (p50, p99);
-#  2. with those pods running (sleeping), VmRSS of the skiff process and of every
-#     `skiff shim` (median, max).
+#     just before the create until a watch shows each pod Running (p50, p99), and per pod
+#     from its creation (when the watch first shows it) until Running;
+#  2. with those pods running (sleeping), the memory of the skiff process and of every
+#     `skiff shim` (VmRSS, PSS, private, anonymous; median, max); SMAPS_DIR=dir also
+#     keeps /proc/PID/smaps of skiff and of one shim, and the server log, there; SETTLE=s
+#     waits s seconds (default 5) after the last pod runs before measuring.
 #
 #   sudo benches/pods.sh                       # builds `cargo build --release` first
 #   N=30 SKIFF=target/release/skiff sudo -E benches/pods.sh
@@ -97,6 +100,9 @@ k get pods -w --no-headers -o 'custom-columns=NAME:.metadata.name,PHASE:.status.
   while read -r name phase; do echo "$(date +%s.%N) $name $phase"; done >"$WORK/watch.log" &
 WATCH_PID=$!
 sleep 1
+# CPU time (utime + stime + reaped children's, in clock ticks) of a process.
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' /proc/"$1"/stat 2>/dev/null || echo 0; }
+CPU0=$(cpu_ticks "$SERVER_PID")
 T0=$(date +%s.%N)
 k create -f "$WORK/pods.yaml" >/dev/null
 for _ in $(seq 1 600); do
@@ -105,32 +111,76 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 kill "$WATCH_PID" 2>/dev/null || true
+CPU1=$(cpu_ticks "$SERVER_PID")
 python3 - "$T0" "$N" "$WORK/watch.log" <<'EOF'
-import sys, statistics
+import sys
 t0, n, path = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-first = {}
+seen, running = {}, {}
 for line in open(path):
     ts, name, phase = line.split()[:3]
-    if phase == "Running" and name not in first:
-        first[name] = float(ts) - t0
-lat = sorted(first.values())
-if len(lat) < n:
-    print(f"only {len(lat)} of {n} pods reached Running")
+    seen.setdefault(name, float(ts))
+    if phase == "Running" and name not in running:
+        running[name] = float(ts)
+if len(running) < n:
+    print(f"only {len(running)} of {n} pods reached Running")
     sys.exit(1)
-p = lambda q: lat[min(len(lat) - 1, int(round(q * (len(lat) - 1))))]
-print(f"| pods | p50 | p99 | max |\n|---|---|---|---|\n| {n} | {p(0.5)*1000:.0f} ms | {p(0.99)*1000:.0f} ms | {lat[-1]*1000:.0f} ms |")
+def row(what, lat):
+    lat = sorted(lat)
+    p = lambda q: lat[min(len(lat) - 1, int(round(q * (len(lat) - 1))))]
+    print(f"| {n} | {what} | {p(0.5)*1000:.0f} ms | {p(0.99)*1000:.0f} ms | {lat[-1]*1000:.0f} ms |")
+print("| pods | from | p50 | p99 | max |\n|---|---|---|---|---|")
+# From just before `kubectl create` (kubectl's start and its N sequential POSTs included).
+row("before the create", [t - t0 for t in running.values()])
+# From the pod's own creation (its first sight in the watch) to Running: Kubernetes'
+# pod startup latency, per pod.
+row("the pod's creation", [running[k] - seen[k] for k in running])
 EOF
 
-# 2. Memory with the pods running.
-sleep 5
-skiff_rss=$(awk '/VmRSS/{print $2}' /proc/$SERVER_PID/status)
-shims=$(for f in "$WORK"/data/agent/run/containers/*/shim.pid; do
-  awk '/VmRSS/{print $2}' /proc/"$(cat "$f")"/status 2>/dev/null; done | sort -n)
-count=$(echo "$shims" | grep -c . || true)
-median=$(echo "$shims" | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-max=$(echo "$shims" | tail -1)
+# CPU time per pod start: the skiff process's during the burst (API server, scheduler,
+# agent, the kernel's work for namespaces and links, the shims' first processes it
+# reaps) and the shims' own so far (their main thread's time on CPU, from schedstat;
+# not libcontainer's short-lived processes).
+shim_ns=0
+for f in "$WORK"/data/agent/run/containers/*/shim.pid; do
+  shim_ns=$((shim_ns + $(awk '{print $1}' /proc/"$(cat "$f")"/schedstat 2>/dev/null || echo 0)))
+done
+hz=$(getconf CLK_TCK)
+awk -v n="$N" -v s=$((CPU1 - CPU0)) -v c="$shim_ns" -v hz="$hz" 'BEGIN {
+  printf "\nCPU per pod start: skiff %.1f ms, shim %.1f ms (skiff %.2f s in all)\n", s*1000/hz/n, c/1e6/n, s/hz }'
+
+# 2. Memory with the pods running: VmRSS counts every resident page a process maps, also
+# the ones it shares (the skiff binary's text, which every shim maps from the one sealed
+# copy); PSS divides shared pages among their mappers, "private" is what only that process
+# has (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup), "anon" its anonymous pages.
+sleep "${SETTLE:-5}"
+rollup() { # PID -> "rss pss private anon" in KiB
+  awk '/^Rss:/{r=$2} /^Pss:/{p=$2} /^Private_(Clean|Dirty):/{v+=$2} /^Anonymous:/{a=$2}
+       END{print r+0, p+0, v+0, a+0}' /proc/"$1"/smaps_rollup 2>/dev/null
+}
+read -r s_rss s_pss s_priv s_anon < <(rollup "$SERVER_PID")
+s_threads=$(awk '/^Threads:/{print $2}' /proc/$SERVER_PID/status)
+for f in "$WORK"/data/agent/run/containers/*/shim.pid; do rollup "$(cat "$f")"; done |
+  grep . >"$WORK/shims.mem" || true
+[[ -n ${SMAPS_DIR:-} ]] && { mkdir -p "$SMAPS_DIR"; cp /proc/$SERVER_PID/smaps "$SMAPS_DIR/skiff.smaps"
+  cp "$WORK/server.log" "$SMAPS_DIR/server.log"
+  cat /proc/$SERVER_PID/task/*/comm | sort | uniq -c >"$SMAPS_DIR/threads.txt"
+  echo "$T0" >"$SMAPS_DIR/t0"; cp "$WORK/watch.log" "$SMAPS_DIR/watch.log"
+  f=$(ls "$WORK"/data/agent/run/containers/*/shim.pid | head -1); cp /proc/"$(cat "$f")"/smaps "$SMAPS_DIR/shim.smaps"; }
 echo
-echo "| running pods | skiff (server + agent) VmRSS | shims | shim VmRSS median | shim VmRSS max |"
-echo "|---|---|---|---|---|"
-awk -v n="$N" -v s="$skiff_rss" -v c="$count" -v med="$median" -v m="$max" \
-  'BEGIN { printf "| %d | %.1f MiB | %d | %.2f MiB | %.2f MiB |\n", n, s/1024, c, med/1024, m/1024 }'
+echo "| running pods | skiff VmRSS | skiff PSS | skiff private | skiff anon | skiff threads |"
+echo "|---|---|---|---|---|---|"
+awk -v n="$N" -v r="$s_rss" -v p="$s_pss" -v v="$s_priv" -v a="$s_anon" -v t="$s_threads" \
+  'BEGIN { printf "| %d | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %d |\n", n, r/1024, p/1024, v/1024, a/1024, t }'
+echo
+echo "| shims | per shim (median / max) | VmRSS | PSS | private | anon |"
+echo "|---|---|---|---|---|---|"
+python3 - "$WORK/shims.mem" <<'EOF2'
+import sys, statistics
+rows = [list(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
+if not rows:
+    print("| 0 | - | - | - | - | - |"); sys.exit(0)
+cols = list(zip(*rows))
+cell = lambda c: f"{statistics.median(c)/1024:.2f} / {max(c)/1024:.2f} MiB"
+print(f"| {len(rows)} | | {cell(cols[0])} | {cell(cols[1])} | {cell(cols[2])} | {cell(cols[3])} |")
+print(f"\nall shims together: PSS {sum(cols[1])/1024:.1f} MiB, private {sum(cols[2])/1024:.1f} MiB")
+EOF2

@@ -100,6 +100,18 @@ pub fn main() -> i32 {
     let raw: Vec<OsString> = std::env::args_os().collect();
     // `skiff shim` first, before any config file, runtime or thread: libcontainer must
     // clone from a single-threaded process (src/runtime/shim.rs).
+    if raw.get(1).is_some_and(|a| a == "shim") {
+        // The form the runtime uses, read without building the whole command line (clap's
+        // tree of every subcommand): a shim lives as long as its container, so what it
+        // touches stays resident. Anything else goes through clap (and its errors).
+        if let [_, _, f1, run_dir, f2, id] = raw.as_slice() {
+            if f1 == "--run-dir" && f2 == "--id" {
+                if let Some(id) = id.to_str() {
+                    return crate::runtime::shim::main(std::path::Path::new(run_dir), id);
+                }
+            }
+        }
+    }
     if raw.get(1).is_some_and(|a| a == "shim" || a == "shim-exec") {
         return match Cli::try_parse_from(&raw) {
             Ok(Cli {

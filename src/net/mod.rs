@@ -264,9 +264,18 @@ pub struct PodNetwork {
     host: rtnetlink::Handle,
     _host_conn: TaskGuard,
     state: Mutex<NetState>,
-    /// Serializes setup and teardown (IPAM, links and the nftables table).
-    op: tokio::sync::Mutex<()>,
+    /// Setup and teardown of one pod run one at a time; different pods' in parallel, in
+    /// [`OP_LANES`] lanes picked by uid (IPAM changes are atomic under `state`).
+    ops: Vec<tokio::sync::Mutex<()>>,
+    /// The bridge check (and repair) runs one at a time.
+    bridge_op: tokio::sync::Mutex<()>,
+    /// The nftables table is rendered from the current state and applied one at a time,
+    /// so the last one applied is never older than the state.
+    rules_op: tokio::sync::Mutex<()>,
 }
+
+/// How many pods' network setups may run at once.
+const OP_LANES: usize = 16;
 
 impl fmt::Debug for PodNetwork {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -326,7 +335,9 @@ impl PodNetwork {
             host,
             _host_conn: host_conn,
             state: Mutex::new(state),
-            op: tokio::sync::Mutex::new(()),
+            ops: (0..OP_LANES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            bridge_op: tokio::sync::Mutex::new(()),
+            rules_op: tokio::sync::Mutex::new(()),
         };
         net.apply_rules().await?;
         Ok(net)
@@ -346,7 +357,9 @@ impl PodNetwork {
         host_ports: &[HostPort],
     ) -> Result<PodSandboxNet, NetError> {
         validate_uid(&pod.uid)?;
-        let _op = self.op.lock().await;
+        let started = std::time::Instant::now();
+        let _op = self.lane(&pod.uid).lock().await;
+        let locked = started.elapsed();
         let known = self.lock_state().sandboxes.contains_key(&pod.uid);
         let result = self.setup_locked(pod, host_ports).await;
         if let Err(e) = &result {
@@ -357,7 +370,15 @@ impl PodNetwork {
                 }
             }
         }
+        tracing::debug!(uid = %pod.uid, wait_ms = format!("{:.1}", locked.as_secs_f64() * 1000.0),
+            total_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0), "pod network setup");
         result
+    }
+
+    /// The lock of pod `uid`'s lane.
+    fn lane(&self, uid: &str) -> &tokio::sync::Mutex<()> {
+        let hash = sha2::Sha256::digest(uid.as_bytes());
+        &self.ops[usize::from(hash[0]) % self.ops.len()]
     }
 
     async fn setup_locked(
@@ -384,14 +405,17 @@ impl PodNetwork {
             netns::create(&ns_path).await?;
         }
         let (pod_nl, _pod_conn) = netns::netlink_in(&ns_path).await?;
-        let bridge = link::ensure_bridge(
-            &self.host,
-            &self.config.bridge,
-            self.config.mtu,
-            self.gateway,
-            cidr.prefix_len(),
-        )
-        .await?;
+        let bridge = {
+            let _bridge = self.bridge_op.lock().await;
+            link::ensure_bridge(
+                &self.host,
+                &self.config.bridge,
+                self.config.mtu,
+                self.gateway,
+                cidr.prefix_len(),
+            )
+            .await?
+        };
         let host_veth = host_veth_name(&pod.uid);
         let host_idx = link::index(&self.host, &host_veth).await?;
         let pod_idx = link::index(&pod_nl, POD_IFACE).await?;
@@ -442,7 +466,7 @@ impl PodNetwork {
     /// IP and hostPort rules. Idempotent: an unknown uid is fine.
     pub async fn teardown(&self, pod_uid: &str) -> Result<(), NetError> {
         validate_uid(pod_uid)?;
-        let _op = self.op.lock().await;
+        let _op = self.lane(pod_uid).lock().await;
         self.teardown_locked(pod_uid).await
     }
 
@@ -537,6 +561,7 @@ impl PodNetwork {
     }
 
     async fn apply_rules(&self) -> Result<(), NetError> {
+        let _rules = self.rules_op.lock().await;
         nft::apply(&self.config.nft, &self.ruleset()).await
     }
 }

@@ -30,7 +30,7 @@ pub mod shim;
 pub mod spec;
 
 use std::ffi::CString;
-use std::io::{Read, Write as _};
+use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -185,40 +185,36 @@ impl Runtime {
         })?;
         let log = std::fs::File::create(paths.shim_log())
             .map_err(io_err(format!("creating {}", paths.shim_log().display())))?;
-        let exe = self.exe.clone();
-        let run_dir = self.run_dir.clone();
-        let id2 = id.clone();
+        let t_shim = std::time::Instant::now();
         // The shim detaches itself (fork + setsid); its first process exits at once and
-        // is reaped here, the readiness line comes over the pipe.
-        let ready = tokio::task::spawn_blocking(move || -> Result<String, RuntimeError> {
-            let mut child = std::process::Command::new(&exe)
-                .arg0("skiff")
-                .arg("shim")
-                .arg("--run-dir")
-                .arg(&run_dir)
-                .arg("--id")
-                .arg(&id2)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::from(log))
-                .env_remove("RUST_LOG")
-                .spawn()
-                .map_err(io_err(format!("starting shim {}", exe.display())))?;
-            let mut out = child.stdout.take();
-            let _ = child.wait();
-            let mut line = Vec::new();
-            if let Some(out) = out.as_mut() {
-                let mut byte = [0u8; 1];
-                while let Ok(1) = out.read(&mut byte) {
-                    if byte[0] == b'\n' {
-                        break;
-                    }
-                    line.push(byte[0]);
-                }
-            }
-            Ok(String::from_utf8_lossy(&line).into_owned())
-        })
-        .await??;
+        // is reaped here, the readiness line comes over the pipe. Awaited, not on a
+        // blocking thread: a burst of pod starts would otherwise make one thread (and
+        // one allocator heap) per container being started.
+        let mut child = tokio::process::Command::new(&self.exe)
+            .arg0("skiff")
+            .arg("shim")
+            .arg("--run-dir")
+            .arg(&self.run_dir)
+            .arg("--id")
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .env_remove("RUST_LOG")
+            .spawn()
+            .map_err(io_err(format!("starting shim {}", self.exe.display())))?;
+        let out = child.stdout.take();
+        let _ = child.wait().await;
+        let mut line = Vec::new();
+        if let Some(out) = out {
+            let _ = BufReader::new(out).read_until(b'\n', &mut line).await;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let ready = String::from_utf8_lossy(&line).into_owned();
+        tracing::debug!(container = %id, shim_ms = format!("{:.1}", t_shim.elapsed().as_secs_f64() * 1000.0),
+            "shim reported");
         match serde_json::from_str::<Ready>(&ready) {
             Ok(Ready::Started { pid, shim_pid }) => Ok(Container {
                 id,
@@ -479,5 +475,3 @@ fn seal_copy(path: &Path) -> Result<OwnedFd, RuntimeError> {
     }
     Ok(fd)
 }
-
-use std::os::unix::process::CommandExt as _;

@@ -132,6 +132,7 @@ pub fn main(run_dir: &Path, id: &str) -> i32 {
                 },
             );
             drop(ready);
+            release_memory();
             shim.run()
         }
         Err(message) => {
@@ -147,20 +148,36 @@ pub fn main(run_dir: &Path, id: &str) -> i32 {
 /// logs after it has moved the container's stdio onto fds 0-2, and those lines must not
 /// end up in the container's log.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_SHIM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // SAFETY: fcntl duplicates our own stderr; a new fd or -1.
     let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
     if fd < 0 {
         return;
     }
     // SAFETY: a fresh descriptor that nothing else owns.
-    let log = unsafe { File::from_raw_fd(fd) };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(log))
-        .try_init();
+    let log = std::sync::Mutex::new(unsafe { File::from_raw_fd(fd) });
+    let builder = tracing_subscriber::fmt().with_ansi(false).with_writer(log);
+    // Without SKIFF_SHIM_LOG a plain level: an EnvFilter (and its regexes) costs every
+    // shim memory for the whole life of its container.
+    let _ = match std::env::var("SKIFF_SHIM_LOG") {
+        Ok(directives) => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
+            .try_init(),
+        Err(_) => builder.with_max_level(tracing::Level::WARN).try_init(),
+    };
+}
+
+// The allocator's own calls (the skiff binary's global allocator is mimalloc,
+// src/main.rs); `use` keeps the crate, and so the C library, linked.
+use mimalloc as _;
+extern "C" {
+    fn mi_collect(force: bool);
+}
+
+/// Once the container runs, give back what starting it took (the bundle, libcontainer's
+/// builder, the parsed spec's temporaries): the shim lives as long as its container.
+fn release_memory() {
+    // SAFETY: mi_collect only walks the allocator's own heaps.
+    unsafe { mi_collect(true) };
 }
 
 fn report(ready: &mut File, msg: &Ready) {

@@ -72,6 +72,7 @@ fn feed(ctx: &Arc<NodeContext>, workers: &mut HashMap<String, Worker>, pod: Pod)
         let _ = w.pod.send(Some(pod));
         return;
     }
+    tracing::debug!(pod_uid = %uid, pod = ?pod.metadata.name, "new pod worker");
     let (tx, rx) = watch::channel(Some(pod));
     let (wake_tx, wake_rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(worker::run(ctx.clone(), uid.clone(), rx, wake_tx, wake_rx));

@@ -344,6 +344,7 @@ async fn sync(
     wake_tx: &mpsc::UnboundedSender<Wake>,
 ) -> Option<Duration> {
     let uid = uid_of(pod);
+    let mut timing = SyncTiming::new();
     refresh_observed(ctx, &uid, state).await;
     if kill_unhealthy(ctx, pod, state).await {
         refresh_observed(ctx, &uid, state).await;
@@ -353,7 +354,9 @@ async fn sync(
         && state.observed.values().flatten().all(|a| !a.running());
     let mut requeue = None;
     if !terminal {
-        match ensure_sandbox(ctx, pod, state).await {
+        let sandbox = ensure_sandbox(ctx, pod, state).await;
+        timing.lap("sandbox");
+        match sandbox {
             Ok(()) => {}
             Err(message) => {
                 tracing::warn!(pod = %pod_name(pod), %message, "pod sandbox");
@@ -411,6 +414,7 @@ async fn sync(
                 }))
             }
         };
+        timing.lap("volumes_inputs");
         for action in decided.actions {
             let Action::Start {
                 name,
@@ -459,6 +463,7 @@ async fn sync(
                 }
             }
         }
+        timing.lap("start");
         refresh_observed(ctx, &uid, state).await;
         for id in plan::removable(&state.observed) {
             if let Err(e) = ctx.runtime.delete(&id).await {
@@ -472,8 +477,55 @@ async fn sync(
     state
         .probes
         .sync(ctx, pod, &state.observed, pod_ip.as_deref(), wake_tx);
+    timing.lap("refresh");
     report(ctx, pod, state, state.sandbox.is_some()).await;
+    timing.lap("report");
+    timing.log(pod);
     requeue
+}
+
+/// Where the time of one sync went (a debug event, `SKIFF_LOG=info,skiff::agent=debug`):
+/// milliseconds per step since the previous one.
+struct SyncTiming {
+    start: std::time::Instant,
+    last: std::time::Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl SyncTiming {
+    fn new() -> SyncTiming {
+        let now = std::time::Instant::now();
+        SyncTiming {
+            start: now,
+            last: now,
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, step: &'static str) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let now = std::time::Instant::now();
+            self.laps
+                .push((step, (now - self.last).as_secs_f64() * 1000.0));
+            self.last = now;
+        }
+    }
+
+    fn log(&self, pod: &Pod) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let laps: Vec<String> = self
+                .laps
+                .iter()
+                .map(|(step, ms)| format!("{step}={ms:.1}"))
+                .collect();
+            tracing::debug!(
+                pod = %pod_name(pod),
+                total_ms = format!("{:.1}", self.start.elapsed().as_secs_f64() * 1000.0),
+                laps_ms = %laps.join(","),
+                "pod sync"
+            );
+        }
+    }
 }
 
 /// Kill the running containers whose liveness or startup probe failed (they restart
@@ -1113,6 +1165,7 @@ async fn start_container(
             },
         );
     };
+    let t_rootfs = std::time::Instant::now();
     let rootfs = match ctx.images.prepare_rootfs(&id, &image).await {
         Ok(r) => r,
         Err(e) => {
@@ -1152,15 +1205,22 @@ async fn start_container(
             return Err(Duration::from_secs(5));
         }
     };
-    ctx.recorder
-        .record(
-            &obj,
-            EventType::Normal,
-            "Created",
-            &format!("Created container {name}"),
-        )
-        .await;
-    match ctx.runtime.create_and_start(&spec).await {
+    let t_runtime = std::time::Instant::now();
+    // The Created event is written while the runtime starts the container, not before:
+    // it is not on the way to Running.
+    let created_message = format!("Created container {name}");
+    let (_, started) = tokio::join!(
+        ctx.recorder
+            .record(&obj, EventType::Normal, "Created", &created_message),
+        ctx.runtime.create_and_start(&spec)
+    );
+    tracing::debug!(
+        container = %id,
+        rootfs_spec_ms = format!("{:.1}", (t_runtime - t_rootfs).as_secs_f64() * 1000.0),
+        runtime_ms = format!("{:.1}", t_runtime.elapsed().as_secs_f64() * 1000.0),
+        "container start"
+    );
+    match started {
         Ok(_) => {
             ctx.recorder
                 .record(
