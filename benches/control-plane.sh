@@ -5,7 +5,8 @@
 #     no node exists; then $NODES simulated nodes start; time from their start to the last
 #     pod bound (node registration, ~2 s for 1000 nodes, is included);
 # Usage: ./benches/control-plane.sh   (NODES=1000 PODS=10000 REPLICAS=1000 TOTAL=30000,
-#        SKIFF_BIN=target/debug/skiff to skip the release build)
+#        SKIFF_BIN=target/debug/skiff to skip the release build, SCHED_ONLY=1 to stop after
+#        phase 1 and print its figure only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -98,6 +99,10 @@ if (( bound < PODS )); then
 fi
 sched_s=$(minus "$t_bound" "$t")
 sched_rate=$(awk -v n="$PODS" -v s="$sched_s" 'BEGIN {printf "%d", n / s}')
+if [[ -n ${SCHED_ONLY:-} ]]; then
+    echo "$PODS pods on $NODES nodes: ${sched_s} s = ${sched_rate} pods/s (nodes Ready after ${nodes_s} s; load $(cut -d' ' -f1-3 /proc/loadavg))"
+    exit 0
+fi
 
 # 2. A Deployment of $REPLICAS replicas.
 t=$(now)

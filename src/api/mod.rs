@@ -349,7 +349,7 @@ impl ApiServer {
                     .await
             }
             (true, Some("scale"), &Method::PATCH) => self.patch(p, q, ct()?, bytes, user).await,
-            (true, Some("binding"), &Method::POST) => self.bind(p, bytes, user).await,
+            (true, Some("binding"), &Method::POST) => self.bind(p, bytes).await,
             (true, Some("token"), &Method::POST) => self.create_token(p, ct()?, bytes).await,
             (true, Some("finalize"), &Method::PUT) => self.update(p, q, ct()?, bytes, user).await,
             (true, Some("eviction"), &Method::POST) if r.kind == "Pod" => {

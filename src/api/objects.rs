@@ -176,7 +176,11 @@ fn field_validation(q: &Query) -> ApiResult<FieldValidation> {
 
 /// Serialize for storage: everything but the resourceVersion.
 fn to_stored(obj: &Value) -> ApiResult<Bytes> {
-    let mut v = obj.clone();
+    encode_stored(obj.clone())
+}
+
+/// [`to_stored`] of an object the caller no longer needs (no copy).
+fn encode_stored(mut v: Value) -> ApiResult<Bytes> {
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
@@ -691,7 +695,7 @@ impl ApiServer {
         let manager = field_manager(q, user, "create")?;
         obj = patch::record_update(
             None,
-            &obj,
+            obj,
             &manager,
             "Update",
             gvk_tuple(r),
@@ -1020,7 +1024,7 @@ impl ApiServer {
             if sub == Some("status") {
                 next = patch::record_subresource_update(
                     Some(&current),
-                    &next,
+                    next,
                     &manager,
                     "status",
                     gvk_tuple(r),
@@ -1029,7 +1033,7 @@ impl ApiServer {
             } else if operation != "Apply" {
                 next = patch::record_update(
                     Some(&current),
-                    &next,
+                    next,
                     &manager,
                     operation,
                     gvk_tuple(r),
@@ -1274,12 +1278,7 @@ impl ApiServer {
     }
 
     /// `pods/binding` (POST): assign a node, as the scheduler does.
-    pub(crate) async fn bind(
-        &self,
-        p: &ResourcePath,
-        bytes: &[u8],
-        user: &UserInfo,
-    ) -> ApiResult<Response<Body>> {
+    pub(crate) async fn bind(&self, p: &ResourcePath, bytes: &[u8]) -> ApiResult<Response<Body>> {
         let r = p.resource;
         let binding = body::parse_json(bytes)?;
         let node = binding["target"]["name"].as_str().unwrap_or("").to_string();
@@ -1296,45 +1295,44 @@ impl ApiServer {
                 }],
             });
         }
+        // As kube-apiserver's binding storage: a compare-and-swap of `spec.nodeName` on the
+        // stored pod, outside the update path. Nothing else changes, so there is no typed
+        // round trip, no pod update validation and no managedFields entry (upstream's
+        // binding bypasses the field manager too), and the pod is not echoed back.
         let name = p.name.clone().unwrap_or_default();
-        let path = ResourcePath {
-            subresource: None,
-            ..p.clone()
-        };
-        let q = Query::default();
-        let manager = field_manager(&q, user, "bind")?;
-        let node2 = node.clone();
-        self.write_existing(
-            &path,
-            &q,
-            Write {
-                precondition: None,
-                manager,
-                operation: "Update",
-                duplicates: &[],
-            },
-            move |current| {
-                if current["spec"]["nodeName"]
-                    .as_str()
-                    .is_some_and(|n| !n.is_empty())
-                {
-                    return Err(ApiError::Conflict {
-                        qualified: r.qualified_plural(),
-                        name: name.clone(),
-                        detail: format!(
-                            "pod {} is already assigned to node \"{}\"",
-                            name,
-                            current["spec"]["nodeName"].as_str().unwrap_or("")
-                        ),
-                    });
+        let key = object_key(r, p.namespace.as_deref(), &name);
+        for _ in 0..WRITE_RETRIES {
+            let kv = self
+                .store
+                .get(&key)
+                .map_err(|e| store_error(r, &name, e))?
+                .ok_or_else(|| not_found(r, &name))?;
+            let mut pod =
+                decode(&kv).map_err(|e| ApiError::Internal(format!("decoding {key}: {e}")))?;
+            if let Some(assigned) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                return Err(ApiError::Conflict {
+                    qualified: r.qualified_plural(),
+                    name: name.clone(),
+                    detail: format!("pod {name} is already assigned to node \"{assigned}\""),
+                });
+            }
+            match pod.get_mut("spec").and_then(Value::as_object_mut) {
+                Some(spec) => {
+                    spec.insert("nodeName".into(), Value::String(node.clone()));
                 }
-                let mut next = current.clone();
-                next["spec"]["nodeName"] = json!(node2);
-                Ok(next)
-            },
-        )
-        .await?;
-        Ok(body::json(201, &success_status(None)))
+                None => return Err(ApiError::Internal(format!("stored pod {key} has no spec"))),
+            }
+            match self
+                .store
+                .update(&key, encode_stored(pod)?, kv.mod_revision)
+                .await
+            {
+                Ok(_) => return Ok(body::json(201, &success_status(None))),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_error(r, &name, e)),
+            }
+        }
+        Err(conflict(r, &name))
     }
 }
 

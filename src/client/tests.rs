@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 
@@ -110,4 +110,119 @@ async fn a_watcher_sees_objects_created_after_it_started() {
     .await
     .expect("the watcher saw the namespace within 10 s");
     assert_eq!(seen.status.and_then(|s| s.phase).as_deref(), Some("Active"));
+}
+
+fn binding(pod: &str, node: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": pod},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }))
+    .expect("binding JSON")
+}
+
+#[tokio::test]
+async fn binding_assigns_the_node_once_and_leaves_the_rest_of_the_pod_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = in_process(api_server(dir.path()).await, UserInfo::system());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("default".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .expect("pod");
+    let created = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+
+    let status: serde_json::Value = pods
+        .create_subresource(
+            "binding",
+            "web",
+            &PostParams::default(),
+            binding("web", "n1"),
+        )
+        .await
+        .expect("bind");
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["status"], "Success");
+    let bound = pods.get("web").await.expect("get pod");
+    assert_eq!(
+        bound.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some("n1")
+    );
+    assert_ne!(
+        bound.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    // Only the node changed: the spec otherwise, the status and managedFields are as
+    // they were (kube-apiserver's binding bypasses the field manager too).
+    let mut spec = bound.spec.clone().expect("spec");
+    spec.node_name = None;
+    assert_eq!(Some(spec), created.spec);
+    assert_eq!(bound.status, created.status);
+    assert_eq!(
+        bound.metadata.managed_fields,
+        created.metadata.managed_fields
+    );
+
+    // A bound pod stays where it is.
+    match pods
+        .create_subresource::<serde_json::Value>(
+            "binding",
+            "web",
+            &PostParams::default(),
+            binding("web", "n2"),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 409);
+            assert!(
+                s.message
+                    .contains("pod web is already assigned to node \"n1\""),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    match pods
+        .create_subresource::<serde_json::Value>(
+            "binding",
+            "gone",
+            &PostParams::default(),
+            binding("gone", "n1"),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 404),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    match pods
+        .create_subresource::<serde_json::Value>(
+            "binding",
+            "web",
+            &PostParams::default(),
+            binding("web", ""),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 422),
+        other => panic!("expected invalid, got {other:?}"),
+    }
 }

@@ -4,7 +4,9 @@
 //! at once so a burst spreads, and binds through `pods/binding` in the background (after
 //! promising the pod's waiting claims to the node, `volume.kubernetes.io/selected-node`). Pods
 //! that fit nowhere get a `FailedScheduling` event and a `PodScheduled=False` condition
-//! with kube-scheduler's message, and are retried when nodes or pods change.
+//! with kube-scheduler's message, and are retried when nodes or pods change. Events
+//! (`Scheduled`, `FailedScheduling`) go through a queue to a writer of their own, as
+//! kube-scheduler's event broadcaster does: a binding never waits for its event.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -24,13 +26,16 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{schedule, FitError, Snapshot};
+use super::{schedule, Snapshot};
 use crate::client::events::{reference, EventType, Recorder};
 
 /// The scheduler's name; pods asking for another scheduler are left alone.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// Bindings in flight at once.
 const BIND_CONCURRENCY: usize = 64;
+/// Events the event writer has in flight at once (kube-scheduler's broadcaster writes
+/// one at a time; a few keep up with a burst of bindings without competing with them).
+const EVENT_CONCURRENCY: usize = 4;
 /// Unschedulable pods are retried at least this often even when nothing changed.
 const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(30);
 /// How long binding a pod waits for the claims it just promised to a node to be bound.
@@ -54,6 +59,36 @@ enum Input {
     Class(Box<watcher::Event<StorageClass>>),
 }
 
+/// An event waiting for the event writer.
+struct QueuedEvent {
+    object: ObjectReference,
+    kind: EventType,
+    reason: &'static str,
+    message: String,
+}
+
+type EventQueue = mpsc::UnboundedSender<QueuedEvent>;
+
+/// Start the event writer: it records queued events, [`EVENT_CONCURRENCY`] at a time,
+/// until every sender is gone.
+fn event_writer(recorder: Recorder) -> EventQueue {
+    let (tx, rx) = mpsc::unbounded_channel::<QueuedEvent>();
+    tokio::spawn(async move {
+        let queued = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+        queued
+            .for_each_concurrent(EVENT_CONCURRENCY, |e| {
+                let recorder = &recorder;
+                async move {
+                    recorder
+                        .record(&e.object, e.kind, e.reason, &e.message)
+                        .await
+                }
+            })
+            .await;
+    });
+    tx
+}
+
 /// The outcome of one binding, sent back to the loop.
 struct Bound {
     pod: Pod,
@@ -63,7 +98,7 @@ struct Bound {
 
 struct Scheduler {
     client: kube::Client,
-    recorder: Arc<Recorder>,
+    events: EventQueue,
     snapshot: Snapshot,
     next_start: usize,
     /// Pods waiting for a node, by uid, in arrival order.
@@ -142,7 +177,7 @@ pub async fn run(client: kube::Client) -> Result<(), SchedulerError> {
     let (bound_tx, mut bound_rx) = mpsc::unbounded_channel::<Bound>();
     let permits = Arc::new(Semaphore::new(BIND_CONCURRENCY));
     let mut s = Scheduler {
-        recorder: Arc::new(Recorder::new(client.clone(), SCHEDULER_NAME)),
+        events: event_writer(Recorder::new(client.clone(), SCHEDULER_NAME)),
         client,
         snapshot: Snapshot::new(),
         next_start: 0,
@@ -320,11 +355,11 @@ impl Scheduler {
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         return;
                     };
-                    let (client, recorder, tx) =
-                        (self.client.clone(), self.recorder.clone(), bound_tx.clone());
+                    let (client, events, tx) =
+                        (self.client.clone(), self.events.clone(), bound_tx.clone());
                     tokio::spawn(async move {
                         let result = match select_node(&client, &claims, &node).await {
-                            Ok(()) => bind(&client, &recorder, &pod, &node).await,
+                            Ok(()) => bind(&client, &events, &pod, &node).await,
                             Err(e) => Err(e),
                         };
                         drop(permit);
@@ -334,11 +369,14 @@ impl Scheduler {
                 Err(fit) => {
                     let message = fit.to_string();
                     tracing::debug!(pod = %pod.name_any(), %message, "pod does not fit");
-                    let (client, recorder, p) =
-                        (self.client.clone(), self.recorder.clone(), pod.clone());
-                    tokio::spawn(async move {
-                        report_unschedulable(&client, &recorder, &p, &fit).await
+                    let (client, p) = (self.client.clone(), pod.clone());
+                    let _ = self.events.send(QueuedEvent {
+                        object: reference(&pod),
+                        kind: EventType::Warning,
+                        reason: "FailedScheduling",
+                        message: message.clone(),
                     });
+                    tokio::spawn(async move { mark_unschedulable(&client, &p, message).await });
                     self.unschedulable.insert(uid, pod);
                 }
             }
@@ -413,7 +451,7 @@ async fn select_node(
 
 async fn bind(
     client: &kube::Client,
-    recorder: &Recorder,
+    events: &EventQueue,
     pod: &Pod,
     node: &str,
 ) -> Result<(), kube::Error> {
@@ -437,32 +475,17 @@ async fn bind(
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     api.create_subresource::<serde_json::Value>("binding", &name, &PostParams::default(), body)
         .await?;
-    recorder
-        .record(
-            &reference(pod),
-            EventType::Normal,
-            "Scheduled",
-            &format!("Successfully assigned {ns}/{name} to {node}"),
-        )
-        .await;
+    let _ = events.send(QueuedEvent {
+        object: reference(pod),
+        kind: EventType::Normal,
+        reason: "Scheduled",
+        message: format!("Successfully assigned {ns}/{name} to {node}"),
+    });
     Ok(())
 }
 
-async fn report_unschedulable(
-    client: &kube::Client,
-    recorder: &Recorder,
-    pod: &Pod,
-    fit: &FitError,
-) {
-    let message = fit.to_string();
-    recorder
-        .record(
-            &reference(pod),
-            EventType::Warning,
-            "FailedScheduling",
-            &message,
-        )
-        .await;
+/// Set the pod's `PodScheduled=False` condition (reason `Unschedulable`) to `message`.
+async fn mark_unschedulable(client: &kube::Client, pod: &Pod, message: String) {
     let already = pod
         .status
         .as_ref()

@@ -44,9 +44,14 @@ pub async fn run(client: kube::Client, fleet: Arc<Fleet>) -> Result<(), Simulate
         removing: Mutex::new(HashSet::new()),
     });
     let pods: Api<Pod> = Api::all(client);
-    let mut events = watcher(pods, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    // One unpaginated initial list, answered whole from the API server's watch cache
+    // (kwok's informers list with resourceVersion=0, which kube-apiserver also serves
+    // whole from its cache); pages after the first would each be read from the store.
+    let config = watcher::Config {
+        page_size: None,
+        ..watcher::Config::default()
+    };
+    let mut events = watcher(pods, config).default_backoff().boxed();
     while let Some(event) = events
         .try_next()
         .await

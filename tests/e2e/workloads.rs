@@ -212,6 +212,13 @@ fn unschedulable_pod_shows_the_reason_and_cordon_keeps_pods_away() {
     let placed = pods(&s, "app=app");
     assert_eq!(placed.len(), 4);
     assert!(placed.iter().all(|p| p.1 != "sim-0"), "{placed:?}");
+    // Each placed pod gets its `Scheduled` event (written after the binding, off its path).
+    let (name, node) = (&placed[0].0, &placed[0].1);
+    let assigned = format!("Successfully assigned default/{name} to {node}");
+    eventually(30, "the Scheduled event in describe", || {
+        let d = s.ok(&["describe", "pod", name]);
+        (d.contains("Scheduled") && d.contains(&assigned)).then_some(())
+    });
     s.ok(&["uncordon", "sim-0"]);
     assert!(!s
         .ok(&["get", "node", "sim-0"])

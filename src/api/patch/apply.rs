@@ -354,6 +354,11 @@ fn walk_compare(
                 }
             }
             for k in keys {
+                if k == "managedFields"
+                    && matches!(path.as_slice(), [PathElement::Field(m)] if m == "metadata")
+                {
+                    continue;
+                }
                 let (lv, rv) = (lm.and_then(|m| m.get(k)), rm.and_then(|m| m.get(k)));
                 path.push(PathElement::Field(k.clone()));
                 walk_compare(lv, rv, pair_kind(kind, k, lv, rv), k, path, c);
@@ -845,7 +850,7 @@ pub fn server_side_apply(
 /// ones are used.
 pub fn record_update(
     old: Option<&Value>,
-    new: &Value,
+    new: Value,
     manager: &str,
     operation: &str,
     gvk: Gvk,
@@ -859,7 +864,7 @@ pub fn record_update(
 /// entry carries `subresource`.
 pub fn record_subresource_update(
     old: Option<&Value>,
-    new: &Value,
+    new: Value,
     manager: &str,
     subresource: &str,
     gvk: Gvk,
@@ -870,7 +875,7 @@ pub fn record_subresource_update(
 
 fn record(
     old: Option<&Value>,
-    new: &Value,
+    new: Value,
     manager: &str,
     operation: &str,
     subresource: &str,
@@ -883,7 +888,7 @@ fn record(
         old.and_then(|o| decode_entries(managed_fields_of(o)))
             .unwrap_or_default()
     };
-    let mut entries = match managed_fields_of(new) {
+    let mut entries = match managed_fields_of(&new) {
         Some(Value::Array(a)) if a.is_empty() || (a.len() == 1 && a[0] == json!({})) => Vec::new(),
         Some(list) => match decode_entries(Some(list)) {
             Some(e) if !e.is_empty() => e,
@@ -891,9 +896,14 @@ fn record(
         },
         None => stored(),
     };
-    let old_clean = old.map_or_else(|| json!({}), without_managed_fields);
-    let mut out = without_managed_fields(new);
-    let diff = compare(&old_clean, &out, kind).filter(|s| scope(s, subresource));
+    // managedFields never take part in the comparison (`walk_compare` skips them), so
+    // neither object is copied to drop them.
+    let empty = json!({});
+    let mut out = new;
+    if let Some(Value::Object(meta)) = out.get_mut("metadata") {
+        meta.shift_remove("managedFields");
+    }
+    let diff = compare(old.unwrap_or(&empty), &out, kind).filter(|s| scope(s, subresource));
     let changed = diff.changed();
     for e in entries.iter_mut() {
         e.set = e.set.difference(&changed).difference(&diff.removed);
@@ -1124,7 +1134,7 @@ mod tests {
         obj["metadata"]["resourceVersion"] = json!("7");
         record_update(
             None,
-            &obj,
+            obj,
             "kubectl-client-side-apply",
             "Update",
             DEPLOY,
@@ -1239,7 +1249,7 @@ mod tests {
         // `kubectl scale` / `kubectl edit` style write.
         let mut edited = obj.clone();
         edited["spec"]["replicas"] = json!(7);
-        let out = record_update(Some(&obj), &edited, "kubectl-edit", "Update", DEPLOY, t(5));
+        let out = record_update(Some(&obj), edited, "kubectl-edit", "Update", DEPLOY, t(5));
         assert_eq!(
             owned_fields(&out, "kubectl-edit"),
             vec![".spec.replicas".to_string()]
@@ -1276,18 +1286,18 @@ mod tests {
     #[test]
     fn update_without_changes_keeps_entries() {
         let obj = client_side_applied();
-        let same = record_update(Some(&obj), &obj, "other", "Update", DEPLOY, t(50));
+        let same = record_update(Some(&obj), obj.clone(), "other", "Update", DEPLOY, t(50));
         assert_eq!(same, obj);
         // A client that drops managedFields does not wipe them.
         let stripped = without_managed_fields(&obj);
         assert_eq!(
-            record_update(Some(&obj), &stripped, "other", "Update", DEPLOY, t(50)),
+            record_update(Some(&obj), stripped, "other", "Update", DEPLOY, t(50)),
             obj
         );
         // An explicit empty list resets them.
         let mut reset = obj.clone();
         reset["metadata"]["managedFields"] = json!([]);
-        let out = record_update(Some(&obj), &reset, "other", "Update", DEPLOY, t(50));
+        let out = record_update(Some(&obj), reset, "other", "Update", DEPLOY, t(50));
         assert!(out["metadata"].get("managedFields").is_none());
     }
 
@@ -1299,7 +1309,7 @@ mod tests {
             json!({"replicas": 2, "conditions": [{"type": "Available", "status": "True"}]});
         let out = record_subresource_update(
             Some(&obj),
-            &with_status,
+            with_status,
             "kube-controller-manager",
             "status",
             DEPLOY,
@@ -1386,7 +1396,7 @@ mod tests {
         let patched = super::super::strategic_merge_patch(&obj, &patch, DEPLOY).unwrap();
         let recorded = record_update(
             Some(&obj),
-            &patched,
+            patched,
             "kubectl-client-side-apply",
             "Update",
             DEPLOY,
