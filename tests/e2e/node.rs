@@ -1483,7 +1483,14 @@ spec:
     let elapsed = started.elapsed();
     let first = &bodies[0].stdout;
     for b in &bodies {
-        assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+        assert!(
+            b.status.success(),
+            "wget through the forward: {} (124: the 30 s timeout), {} bytes, stderr {:?}; kubectl: {}",
+            b.status,
+            b.stdout.len(),
+            String::from_utf8_lossy(&b.stderr),
+            pf.stderr()
+        );
         assert_eq!(b.stdout.len(), 4096 * 1024);
         assert!(&b.stdout == first, "the same bytes on every connection");
     }
