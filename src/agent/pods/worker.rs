@@ -132,6 +132,13 @@ struct Token {
     renew_at: tokio::time::Instant,
 }
 
+impl PodState {
+    /// The pod's IP once its sandbox exists.
+    fn pod_ip(&self) -> Option<&str> {
+        self.sandbox.as_ref().map(|s| s.1.as_str())
+    }
+}
+
 fn uid_of(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
 }
@@ -244,7 +251,7 @@ async fn evict(ctx: &NodeContext, pod: &Pod, state: &mut PodState, message: &str
     let uid = uid_of(pod);
     refresh_observed(ctx, &uid, state).await;
     state.probes.clear();
-    let pod_ip = state.sandbox.as_ref().map(|s| s.1.clone());
+    let pod_ip = state.pod_ip().map(str::to_string);
     let running: Vec<String> = state
         .observed
         .values()
@@ -402,11 +409,7 @@ async fn sync(
         let inputs = match decided.actions.is_empty() {
             true => None,
             false => {
-                let pod_ip = state
-                    .sandbox
-                    .as_ref()
-                    .map(|s| s.1.clone())
-                    .unwrap_or_default();
+                let pod_ip = state.pod_ip().unwrap_or_default().to_string();
                 Some(inputs(ctx, pod, &pod_ip).await.map(|mut i| {
                     i.volumes = state.volume_paths.clone();
                     i.read_only_volumes = read_only_claims(pod);
@@ -429,7 +432,7 @@ async fn sync(
                     .as_ref()
                     .and_then(|s| s.termination_grace_period_seconds)
                     .unwrap_or(DEFAULT_GRACE);
-                let pod_ip = state.sandbox.as_ref().map(|s| s.1.clone());
+                let pod_ip = state.pod_ip().map(str::to_string);
                 stop_container(
                     ctx,
                     Some(pod),
@@ -473,7 +476,7 @@ async fn sync(
         }
         watch_exits(ctx, state, wake_tx);
     }
-    let pod_ip = state.sandbox.as_ref().map(|s| s.1.clone());
+    let pod_ip = state.pod_ip().map(str::to_string);
     state
         .probes
         .sync(ctx, pod, &state.observed, pod_ip.as_deref(), wake_tx);
@@ -537,7 +540,7 @@ async fn kill_unhealthy(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> b
     }
     let spec = pod.spec.clone().unwrap_or_default();
     let restarts = spec.restart_policy.as_deref() != Some("Never");
-    let pod_ip = state.sandbox.as_ref().map(|s| s.1.clone());
+    let pod_ip = state.pod_ip().map(str::to_string);
     let kills = failed.iter().map(|f| {
         let container = spec.containers.iter().find(|c| c.name == f.name);
         let probe = container.and_then(|c| match f.kind {
@@ -883,11 +886,7 @@ fn read_only_claims(pod: &Pod) -> std::collections::BTreeSet<String> {
 async fn prepare_volumes(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> Result<(), String> {
     let uid = uid_of(pod);
     let dir = pod_dir(ctx, &uid).join("volumes");
-    let pod_ip = state
-        .sandbox
-        .as_ref()
-        .map(|s| s.1.clone())
-        .unwrap_or_default();
+    let pod_ip = state.pod_ip().unwrap_or_default().to_string();
     let inputs = inputs(ctx, pod, &pod_ip).await?;
     let spec = pod.spec.clone().unwrap_or_default();
     for v in spec.volumes.iter().flatten() {
@@ -985,11 +984,7 @@ async fn refresh_volumes(ctx: &NodeContext, pod: &Pod, state: &mut PodState) {
     if projected.is_empty() {
         return;
     }
-    let pod_ip = state
-        .sandbox
-        .as_ref()
-        .map(|s| s.1.clone())
-        .unwrap_or_default();
+    let pod_ip = state.pod_ip().unwrap_or_default().to_string();
     let result = match inputs(ctx, pod, &pod_ip).await {
         Ok(inputs) => {
             let mut result = Ok(());
@@ -1231,11 +1226,7 @@ async fn start_container(
                 )
                 .await;
             if let Some(hook) = probe::hook_of(&container, Hook::PostStart) {
-                let pod_ip = state
-                    .sandbox
-                    .as_ref()
-                    .map(|s| s.1.clone())
-                    .unwrap_or_default();
+                let pod_ip = state.pod_ip().unwrap_or_default().to_string();
                 if let Err(message) =
                     probe::run_hook(ctx, pod, &container, &id, hook, &pod_ip).await
                 {
@@ -1302,7 +1293,7 @@ fn status_now(
     }
     let mut known = Known {
         sandbox_ready,
-        pod_ip: state.sandbox.as_ref().map(|s| s.1.clone()),
+        pod_ip: state.pod_ip().map(str::to_string),
         host_ip: Some(ctx.node_ip.clone()),
         waiting,
         image_ids: state
@@ -1373,7 +1364,7 @@ async fn terminate(
         .map(|a| a.state.id.clone())
         .collect();
     state.probes.clear();
-    let pod_ip = state.sandbox.as_ref().map(|s| s.1.clone());
+    let pod_ip = state.pod_ip().map(str::to_string);
     let stops = running
         .iter()
         .map(|id| stop_container(ctx, pod, id, grace, None, pod_ip.as_deref()));
