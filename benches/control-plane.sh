@@ -6,7 +6,9 @@
 #     pod bound (node registration, ~2 s for 1000 nodes, is included);
 # Usage: ./benches/control-plane.sh   (NODES=1000 PODS=10000 REPLICAS=1000 TOTAL=30000,
 #        SKIFF_BIN=target/debug/skiff to skip the release build, SCHED_ONLY=1 to stop after
-#        phase 1 and print its figure only)
+#        phase 1 and print its figure only, SIM_BIN=path for another `skiff simulate`,
+#        KEEP_LOGS=dir to keep the server's and the simulator's logs there; SKIFF_LOG
+#        reaches both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +27,9 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     sleep 1
+    if [[ -n ${KEEP_LOGS:-} ]]; then
+        mkdir -p "$KEEP_LOGS" && cp "$work"/*.log "$KEEP_LOGS"/ 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -46,6 +51,8 @@ api=https://127.0.0.1:$port
 
 now() { date +%s.%N; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a - b}'; }
+# CPU seconds (user + system) a process has used so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 rss() { awk '/^VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 # Whether some pod still has no node: a list with limit=1, so the poll itself stays cheap
 # (a full list of 10,000 pending pods every 0.2 s would cost the server more than binding).
@@ -74,8 +81,9 @@ curl -sS --no-progress-meter --http2 --parallel --parallel-max 32 -K "$work/pods
 created_s=$(minus "$(now)" "$t_create")
 echo "created $PODS pods in $created_s s" >&2
 t=$(now)
+server_cpu0=$(cpu "$server")
 # A /24 per node: 10.42.0.0/16 (k3s's default) has room for 256 nodes only.
-"$bin" simulate --kubeconfig "$KUBECONFIG" --nodes "$NODES" --cluster-cidr 10.0.0.0/8 \
+"${SIM_BIN:-$bin}" simulate --kubeconfig "$KUBECONFIG" --nodes "$NODES" --cluster-cidr 10.0.0.0/8 \
     --metrics-interval 0 > "$work/simulate.log" 2>&1 &
 sim=$!
 pids+=("$sim")
@@ -92,6 +100,8 @@ echo "$NODES nodes Ready after $nodes_s s" >&2
 
 while some_pending; do sleep 0.2; done
 t_bound=$(now)
+server_cpu=$(minus "$(cpu "$server")" "$server_cpu0")
+sim_cpu=$(cpu "$sim")
 bound=$(kubectl get pods --field-selector spec.nodeName!= -o name | wc -l)
 if (( bound < PODS )); then
     echo "error: only $bound of $PODS pods bound" >&2
@@ -100,7 +110,7 @@ fi
 sched_s=$(minus "$t_bound" "$t")
 sched_rate=$(awk -v n="$PODS" -v s="$sched_s" 'BEGIN {printf "%d", n / s}')
 if [[ -n ${SCHED_ONLY:-} ]]; then
-    echo "$PODS pods on $NODES nodes: ${sched_s} s = ${sched_rate} pods/s (nodes Ready after ${nodes_s} s; load $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo "$PODS pods on $NODES nodes: ${sched_s} s = ${sched_rate} pods/s (nodes Ready after ${nodes_s} s; CPU in the phase: server ${server_cpu} s, simulate ${sim_cpu} s; load $(cut -d' ' -f1-3 /proc/loadavg))"
     exit 0
 fi
 

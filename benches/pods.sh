@@ -96,7 +96,7 @@ items = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}"},
                                    "command": ["sleep", "3600"]}]}} for i in range(n)]
 print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
 EOF
-k get pods -w --no-headers -o 'custom-columns=NAME:.metadata.name,PHASE:.status.phase' 2>/dev/null |
+k get pods -w --no-headers -o 'custom-columns=NAME:.metadata.name,PHASE:.status.phase' 2>"$WORK/watch.err" |
   while read -r name phase; do echo "$(date +%s.%N) $name $phase"; done >"$WORK/watch.log" &
 WATCH_PID=$!
 sleep 1
@@ -112,7 +112,12 @@ for _ in $(seq 1 600); do
 done
 kill "$WATCH_PID" 2>/dev/null || true
 CPU1=$(cpu_ticks "$SERVER_PID")
-python3 - "$T0" "$N" "$WORK/watch.log" <<'EOF'
+watch_failed() {
+  { echo "--- the watch's errors:"; cat "$WORK/watch.err"; echo "--- the server's last lines:"
+    tail -20 "$WORK/server.log"; } >&2
+  exit 1
+}
+python3 - "$T0" "$N" "$WORK/watch.log" <<'EOF' || watch_failed
 import sys
 t0, n, path = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 seen, running = {}, {}

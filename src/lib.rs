@@ -9,6 +9,7 @@ pub mod apimachinery;
 pub mod cli;
 pub mod client;
 pub mod controllers;
+pub mod memory;
 pub mod net;
 pub mod pki;
 pub mod registry;

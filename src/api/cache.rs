@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -24,6 +24,13 @@ use crate::store::{EventKind, KeyValue, Store, StoreError};
 
 /// How many events the cache keeps for watches that resume from an older revision.
 const EVENT_WINDOW: usize = 10_000;
+
+/// How long the cache keeps an event for such watches (kube-apiserver's watch cache keeps
+/// at least 75 s of history). Without an age limit a quiet node's Lease renewals alone
+/// (six a minute) would fill the window in a day and hold ~10 000 old object versions,
+/// megabytes that no watch needs; a watch resuming from an older revision gets
+/// `410 Gone` and lists again.
+const EVENT_WINDOW_AGE: Duration = Duration::from_secs(300);
 
 /// The kind of a cached event, as watch clients see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,9 +139,25 @@ impl CacheEvent {
 
 struct State {
     objects: BTreeMap<String, Arc<CachedObject>>,
-    events: VecDeque<Arc<CacheEvent>>,
+    /// The window, oldest first, each event with the time it arrived.
+    events: VecDeque<(Instant, Arc<CacheEvent>)>,
     /// Events older than or equal to this are gone from the window.
     window_start: i64,
+}
+
+impl State {
+    /// Drop the events beyond [`EVENT_WINDOW`] and those older than [`EVENT_WINDOW_AGE`]
+    /// at `now`, moving `window_start` past them.
+    fn trim(&mut self, now: Instant) {
+        while let Some((at, e)) = self.events.front() {
+            let too_many = self.events.len() > EVENT_WINDOW;
+            if !too_many && now.saturating_duration_since(*at) <= EVENT_WINDOW_AGE {
+                break;
+            }
+            self.window_start = e.revision;
+            self.events.pop_front();
+        }
+    }
 }
 
 /// Replayed events plus the receiver of live ones.
@@ -204,6 +227,7 @@ impl WatchCache {
         loop {
             match self.store.watch("/registry/", from) {
                 Ok(mut stream) => {
+                    let mut too_slow = false;
                     while let Some(ev) = stream.next().await {
                         match ev {
                             Ok(ev) => {
@@ -212,9 +236,15 @@ impl WatchCache {
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "store watch ended; resuming");
+                                too_slow = matches!(e, StoreError::WatcherTooSlow { .. });
                                 break;
                             }
                         }
+                    }
+                    // Behind already: every consistent read waits for the cache, so resume
+                    // at once.
+                    if too_slow {
+                        continue;
                     }
                 }
                 Err(e) => {
@@ -270,12 +300,9 @@ impl WatchCache {
             object,
             prev,
         });
-        st.events.push_back(event.clone());
-        while st.events.len() > EVENT_WINDOW {
-            if let Some(e) = st.events.pop_front() {
-                st.window_start = e.revision;
-            }
-        }
+        let now = Instant::now();
+        st.events.push_back((now, event.clone()));
+        st.trim(now);
         // Send while holding the lock so subscribers that replay under the lock never
         // miss or duplicate an event.
         let _ = self.events_tx.send(event);
@@ -338,6 +365,7 @@ impl WatchCache {
         let replay = st
             .events
             .iter()
+            .map(|(_, e)| e)
             .filter(|e| e.revision > from)
             .cloned()
             .collect();
@@ -361,6 +389,71 @@ impl WatchCache {
 mod tests {
     use super::*;
     use crate::registry::fields::FieldSelector;
+
+    fn event(revision: i64) -> Arc<CacheEvent> {
+        let object = serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "node-1", "namespace": "kube-node-lease"},
+        });
+        Arc::new(CacheEvent {
+            kind: CacheEventKind::Modified,
+            key: "/registry/leases/kube-node-lease/node-1".into(),
+            revision,
+            object: Arc::new(CachedObject::new(&object, revision).expect("encodes")),
+            prev: None,
+        })
+    }
+
+    #[test]
+    fn the_window_forgets_events_older_than_its_age() {
+        let start = Instant::now();
+        let mut st = State {
+            objects: BTreeMap::new(),
+            events: VecDeque::new(),
+            window_start: 10,
+        };
+        // Events at 0, 90, 200 and 400 s after the start, one per revision.
+        for (rev, secs) in [(11, 0), (12, 90), (13, 200), (14, 400)] {
+            let at = start + Duration::from_secs(secs);
+            st.events.push_back((at, event(rev)));
+            st.trim(at);
+        }
+        // At 400 s, the events of 0 and 90 s are more than 300 s old.
+        let revs: Vec<i64> = st.events.iter().map(|(_, e)| e.revision).collect();
+        assert_eq!(revs, [13, 14]);
+        assert_eq!(st.window_start, 12);
+        // Nothing new for a long time: the window only moves when an event arrives.
+        let later = start + Duration::from_secs(2000);
+        st.events.push_back((later, event(15)));
+        st.trim(later);
+        assert_eq!(st.events.len(), 1);
+        assert_eq!(st.window_start, 14);
+    }
+
+    #[test]
+    fn the_window_keeps_at_most_its_count() {
+        let now = Instant::now();
+        let mut st = State {
+            objects: BTreeMap::new(),
+            events: VecDeque::new(),
+            window_start: 0,
+        };
+        let shared = event(1);
+        for rev in 1..=(EVENT_WINDOW as i64 + 5) {
+            let e = Arc::new(CacheEvent {
+                kind: shared.kind,
+                key: shared.key.clone(),
+                revision: rev,
+                object: shared.object.clone(),
+                prev: None,
+            });
+            st.events.push_back((now, e));
+            st.trim(now);
+        }
+        assert_eq!(st.events.len(), EVENT_WINDOW);
+        assert_eq!(st.window_start, 5);
+        assert_eq!(st.events.front().map(|(_, e)| e.revision), Some(6));
+    }
 
     #[test]
     fn cached_objects_keep_json_labels_and_fields() {

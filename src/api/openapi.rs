@@ -39,8 +39,8 @@
 //! ~55 ms, `apis/apps/v1` 365 KB in ~25 ms, all 13 v3 documents 2.0 MB in
 //! ~140 ms; v2 1.1 MB in ~180 ms (its protobuf form: see
 //! [`OpenApi::v2_protobuf`]). Generation peaks at ~10× the document size in
-//! transient JSON values; `malloc_trim` hands that back afterwards, so a kept
-//! document costs about its own size in RSS.
+//! transient JSON values; the allocator is told to purge those pages afterwards
+//! (`crate::memory`), so a kept document costs about its own size in RSS.
 //!
 //! # Left out
 //!
@@ -188,16 +188,13 @@ fn generate(group: &str, version: &str) -> Value {
 }
 
 /// Generating a document allocates roughly ten times its size in short-lived
-/// JSON values (8 MB for `api/v1`), which glibc keeps mapped after they are
-/// freed; hand those pages back so the server's idle RSS stays small. Takes about
-/// a millisecond and only runs after a document was generated.
+/// JSON values (8 MB for `api/v1`); hand the freed pages back at once, before later
+/// small allocations reuse them and keep them resident (measured on an idle server:
+/// the `api/v1` document that `kubectl create -f` fetches added 8.3 MiB of RSS without
+/// this and 2.3 MiB with it; docs/benchmarks.md). Takes about a millisecond and only
+/// runs after a document was generated.
 fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions; it only returns free heap pages
-    // to the kernel and never touches live allocations.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::memory::release_freed();
 }
 
 impl OpenApi {

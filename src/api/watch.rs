@@ -261,7 +261,10 @@ impl ApiServer {
                             }
                         }
                         // Too slow: end the stream; the client re-watches from its last revision.
-                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::debug!(prefix = %filter.prefix, last, missed, "watcher too slow; its watch ends");
+                            return;
+                        }
                         Err(broadcast::error::RecvError::Closed) => return,
                     }
                 }

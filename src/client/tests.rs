@@ -24,6 +24,24 @@ async fn api_server(dir: &std::path::Path) -> Arc<ApiServer> {
         .expect("api server")
 }
 
+/// An in-process client (system user) of a fresh API server that has namespace `default`.
+async fn client_with_default_namespace(dir: &std::path::Path) -> kube::Client {
+    let client = in_process(api_server(dir).await, UserInfo::system());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("default".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    client
+}
+
 fn cm(name: &str) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
@@ -38,19 +56,7 @@ fn cm(name: &str) -> ConfigMap {
 #[tokio::test]
 async fn typed_writes_lists_and_errors_go_through_the_api() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let client = in_process(api_server(dir.path()).await, UserInfo::system());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some("default".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
+    let client = client_with_default_namespace(dir.path()).await;
 
     let cms: Api<ConfigMap> = Api::default_namespaced(client);
     let created = cms
@@ -125,19 +131,7 @@ fn binding(pod: &str, node: &str) -> Vec<u8> {
 #[tokio::test]
 async fn binding_assigns_the_node_once_and_leaves_the_rest_of_the_pod_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let client = in_process(api_server(dir.path()).await, UserInfo::system());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some("default".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
+    let client = client_with_default_namespace(dir.path()).await;
     let pods: Api<Pod> = Api::default_namespaced(client);
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "web"},

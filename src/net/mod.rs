@@ -30,6 +30,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -264,18 +265,38 @@ pub struct PodNetwork {
     host: rtnetlink::Handle,
     _host_conn: TaskGuard,
     state: Mutex<NetState>,
-    /// Setup and teardown of one pod run one at a time; different pods' in parallel, in
-    /// [`OP_LANES`] lanes picked by uid (IPAM changes are atomic under `state`).
-    ops: Vec<tokio::sync::Mutex<()>>,
-    /// The bridge check (and repair) runs one at a time.
-    bridge_op: tokio::sync::Mutex<()>,
+    /// How many changes `state` has had (changed only while `state` is locked).
+    generation: std::sync::atomic::AtomicU64,
+    /// The generation `sandboxes.json` holds; locked while a save runs, so saves are
+    /// one at a time and one save covers every change made before it began (a burst of
+    /// pod setups shares a few fsyncs instead of making two each).
+    saved: tokio::sync::Mutex<u64>,
+    /// Setup and teardown of one pod run one at a time; different pods' in parallel,
+    /// never waiting for each other (IPAM changes are atomic under `state`). One lock
+    /// per pod uid that is being worked on.
+    ops: Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// Pod setups that run at once; the others queue in arrival order. Links and
+    /// addresses change under the kernel's one rtnl lock, so a burst set up all at once
+    /// finishes every pod late; queued, the first pods are ready early.
+    setups: tokio::sync::Semaphore,
+    /// The bridge check (and repair) runs one at a time; it holds the bridge's index
+    /// and when it was last checked, so a burst of pod setups checks it once
+    /// ([`BRIDGE_RECHECK`]) instead of once per pod. A failed setup forgets it.
+    bridge_op: tokio::sync::Mutex<Option<(u32, std::time::Instant)>>,
     /// The nftables table is rendered from the current state and applied one at a time,
     /// so the last one applied is never older than the state.
     rules_op: tokio::sync::Mutex<()>,
 }
 
-/// How many pods' network setups may run at once.
-const OP_LANES: usize = 16;
+/// How many pod network setups run at once: twice the CPUs, at least 4.
+fn concurrent_setups() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (2 * cpus).max(4)
+}
+
+/// How long a checked bridge is taken as it was (a removed bridge is repaired by the
+/// next setup after that, or by the retry of a setup that failed on it).
+const BRIDGE_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl fmt::Debug for PodNetwork {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -335,8 +356,11 @@ impl PodNetwork {
             host,
             _host_conn: host_conn,
             state: Mutex::new(state),
-            ops: (0..OP_LANES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            bridge_op: tokio::sync::Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            saved: tokio::sync::Mutex::new(0),
+            ops: Mutex::new(std::collections::HashMap::new()),
+            bridge_op: tokio::sync::Mutex::new(None),
+            setups: tokio::sync::Semaphore::new(concurrent_setups()),
             rules_op: tokio::sync::Mutex::new(()),
         };
         net.apply_rules().await?;
@@ -358,11 +382,15 @@ impl PodNetwork {
     ) -> Result<PodSandboxNet, NetError> {
         validate_uid(&pod.uid)?;
         let started = std::time::Instant::now();
-        let _op = self.lane(&pod.uid).lock().await;
+        let op = self.pod_lock(&pod.uid).await;
+        let slot = self.setups.acquire().await.ok();
         let locked = started.elapsed();
         let known = self.lock_state().sandboxes.contains_key(&pod.uid);
-        let result = self.setup_locked(pod, host_ports).await;
+        let mut laps = Laps::new();
+        let result = self.setup_locked(pod, host_ports, &mut laps).await;
         if let Err(e) = &result {
+            // The bridge may be what failed: check it again next time.
+            *self.bridge_op.lock().await = None;
             if !known {
                 tracing::warn!(uid = %pod.uid, error = %e, "pod network setup failed; cleaning up");
                 if let Err(e2) = self.teardown_locked(&pod.uid).await {
@@ -370,56 +398,94 @@ impl PodNetwork {
                 }
             }
         }
+        drop(slot);
+        drop(op);
+        self.prune_locks();
         tracing::debug!(uid = %pod.uid, wait_ms = format!("{:.1}", locked.as_secs_f64() * 1000.0),
-            total_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0), "pod network setup");
+            total_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+            laps_ms = %laps, "pod network setup");
         result
     }
 
-    /// The lock of pod `uid`'s lane.
-    fn lane(&self, uid: &str) -> &tokio::sync::Mutex<()> {
-        let hash = sha2::Sha256::digest(uid.as_bytes());
-        &self.ops[usize::from(hash[0]) % self.ops.len()]
+    /// Pod `uid`'s own lock, taken.
+    async fn pod_lock(&self, uid: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+            ops.entry(uid.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Forget the locks no task holds or waits for.
+    fn prune_locks(&self) {
+        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        ops.retain(|_, lock| std::sync::Arc::strong_count(lock) > 1);
     }
 
     async fn setup_locked(
         &self,
         pod: &PodKey,
         host_ports: &[HostPort],
+        laps: &mut Laps,
     ) -> Result<PodSandboxNet, NetError> {
         let cidr = self.config.pod_cidr;
-        let (record, ports_changed) = {
+        let (record, ports_changed, generation) = {
             let mut state = self.lock_state();
             let mut next = state.clone();
             let old_ports = next.sandboxes.get(&pod.uid).map(|r| r.host_ports.clone());
             let record = next.allocate(&cidr, pod, host_ports)?;
-            if next != *state {
-                next.save(&self.state_path())?;
+            let generation = (next != *state).then(|| {
                 *state = next;
-            }
+                self.generation.fetch_add(1, Ordering::SeqCst) + 1
+            });
             let changed = old_ports.as_deref().unwrap_or(&[]) != host_ports;
-            (record, changed)
+            (record, changed, generation)
         };
-
+        // The address is recorded on disk before anything uses it (the namespace is
+        // made meanwhile: it does not need the address).
+        let persist = async {
+            match generation {
+                Some(generation) => self.persist(generation).await,
+                None => Ok(()),
+            }
+        };
         let ns_path = netns::pod_netns_path(&self.config.state_dir, &pod.uid);
-        if !netns::is_netns(&ns_path) {
-            netns::create(&ns_path).await?;
-        }
-        let (pod_nl, _pod_conn) = netns::netlink_in(&ns_path).await?;
-        let bridge = {
-            let _bridge = self.bridge_op.lock().await;
-            link::ensure_bridge(
-                &self.host,
-                &self.config.bridge,
-                self.config.mtu,
-                self.gateway,
-                cidr.prefix_len(),
-            )
-            .await?
+        let namespace = async {
+            if !netns::is_netns(&ns_path) {
+                netns::create(&ns_path).await?;
+            }
+            netns::netlink_in(&ns_path).await
         };
+        let (persisted, namespace) = tokio::join!(persist, namespace);
+        persisted?;
+        let (pod_nl, _pod_conn) = namespace?;
+        laps.lap("ipam_netns");
+        let bridge = {
+            let mut checked = self.bridge_op.lock().await;
+            match *checked {
+                Some((idx, at)) if at.elapsed() < BRIDGE_RECHECK => idx,
+                _ => {
+                    let idx = link::ensure_bridge(
+                        &self.host,
+                        &self.config.bridge,
+                        self.config.mtu,
+                        self.gateway,
+                        cidr.prefix_len(),
+                    )
+                    .await?;
+                    *checked = Some((idx, std::time::Instant::now()));
+                    idx
+                }
+            }
+        };
+        laps.lap("bridge");
         let host_veth = host_veth_name(&pod.uid);
-        let host_idx = link::index(&self.host, &host_veth).await?;
-        let pod_idx = link::index(&pod_nl, POD_IFACE).await?;
-        let (host_idx, pod_idx) = match (host_idx, pod_idx) {
+        // The host's and the pod's sockets are independent: their requests overlap.
+        let (host_idx, pod_idx) = tokio::join!(
+            link::index(&self.host, &host_veth),
+            link::index(&pod_nl, POD_IFACE)
+        );
+        let (host_idx, pod_idx) = match (host_idx?, pod_idx?) {
             (Some(h), Some(p)) => (h, p),
             (h, p) => {
                 // Half a pair (or none): start the pair over.
@@ -443,19 +509,24 @@ impl PodNetwork {
                 let missing = |what: &str| NetError::Config {
                     message: format!("{what} is missing right after creating the veth pair"),
                 };
-                (
-                    link::index(&self.host, &host_veth)
-                        .await?
-                        .ok_or_else(|| missing(&host_veth))?,
+                let (h, p) = tokio::join!(
+                    link::index(&self.host, &host_veth),
                     link::index(&pod_nl, POD_IFACE)
-                        .await?
-                        .ok_or_else(|| missing("the pod's eth0"))?,
+                );
+                (
+                    h?.ok_or_else(|| missing(&host_veth))?,
+                    p?.ok_or_else(|| missing("the pod's eth0"))?,
                 )
             }
         };
-        link::attach_host_end(&self.host, host_idx, &host_veth, bridge).await?;
-        link::configure_pod_side(&pod_nl, pod_idx, record.ip, cidr.prefix_len(), self.gateway)
-            .await?;
+        laps.lap("veth");
+        let (host_end, pod_side) = tokio::join!(
+            link::attach_host_end(&self.host, host_idx, &host_veth, bridge),
+            link::configure_pod_side(&pod_nl, pod_idx, record.ip, cidr.prefix_len(), self.gateway)
+        );
+        host_end?;
+        pod_side?;
+        laps.lap("attach_configure");
         if ports_changed {
             self.apply_rules().await?;
         }
@@ -466,8 +537,11 @@ impl PodNetwork {
     /// IP and hostPort rules. Idempotent: an unknown uid is fine.
     pub async fn teardown(&self, pod_uid: &str) -> Result<(), NetError> {
         validate_uid(pod_uid)?;
-        let _op = self.lane(pod_uid).lock().await;
-        self.teardown_locked(pod_uid).await
+        let op = self.pod_lock(pod_uid).await;
+        let result = self.teardown_locked(pod_uid).await;
+        drop(op);
+        self.prune_locks();
+        result
     }
 
     async fn teardown_locked(&self, uid: &str) -> Result<(), NetError> {
@@ -476,17 +550,19 @@ impl PodNetwork {
             link::delete(&self.host, idx, &host_veth).await?;
         }
         netns::remove(&netns::pod_netns_path(&self.config.state_dir, uid))?;
-        let had_ports = {
+        let released = {
             let mut state = self.lock_state();
-            let mut next = state.clone();
-            match next.release(uid) {
-                Some(rec) => {
-                    next.save(&self.state_path())?;
-                    *state = next;
-                    !rec.host_ports.is_empty()
-                }
-                None => false,
+            state.release(uid).map(|rec| {
+                let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                (!rec.host_ports.is_empty(), generation)
+            })
+        };
+        let had_ports = match released {
+            Some((had_ports, generation)) => {
+                self.persist(generation).await?;
+                had_ports
             }
+            None => false,
         };
         if had_ports {
             self.apply_rules().await?;
@@ -531,6 +607,29 @@ impl PodNetwork {
         self.config.state_dir.join(STATE_FILE)
     }
 
+    /// Make `sandboxes.json` hold at least generation `generation` of the state: a save
+    /// that began after that change covers it, otherwise this one saves the current
+    /// state (on a blocking thread: it fsyncs).
+    async fn persist(&self, generation: u64) -> Result<(), NetError> {
+        let mut saved = self.saved.lock().await;
+        if *saved >= generation {
+            return Ok(());
+        }
+        let (snapshot, current) = {
+            let state = self.lock_state();
+            (state.clone(), self.generation.load(Ordering::SeqCst))
+        };
+        let path = self.state_path();
+        tokio::task::spawn_blocking(move || snapshot.save(&path))
+            .await
+            .map_err(|e| NetError::Io {
+                context: "saving the pod network state".into(),
+                source: std::io::Error::other(e),
+            })??;
+        *saved = current;
+        Ok(())
+    }
+
     fn lock_state(&self) -> std::sync::MutexGuard<'_, NetState> {
         // A panic while holding the lock leaves a consistent value (every change is
         // swapped in whole), so poisoning is ignored.
@@ -563,6 +662,40 @@ impl PodNetwork {
     async fn apply_rules(&self) -> Result<(), NetError> {
         let _rules = self.rules_op.lock().await;
         nft::apply(&self.config.nft, &self.ruleset()).await
+    }
+}
+
+/// Milliseconds per step of a pod's network setup, for its debug event.
+struct Laps {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Laps {
+    fn new() -> Laps {
+        Laps {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps
+            .push((step, (now - self.last).as_secs_f64() * 1000.0));
+        self.last = now;
+    }
+}
+
+impl fmt::Display for Laps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (step, ms)) in self.laps.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{step}={ms:.1}")?;
+        }
+        Ok(())
     }
 }
 

@@ -117,7 +117,23 @@ pub struct Runtime {
     exe: PathBuf,
     /// The sealed copy `exe` points into (`/proc/self/fd/N`); kept open while we live.
     _sealed: Option<OwnedFd>,
+    /// Container starts that run at once; the others queue in arrival order (see
+    /// [`concurrent_starts`]).
+    starts: tokio::sync::Semaphore,
 }
+
+/// How many shims may be starting their containers at once: twice the CPUs, at least 4.
+/// A start is mostly CPU and kernel work under node-wide kernel locks (mounts, cgroups,
+/// clone/exec), so a burst started all at once makes every container wait for the
+/// slowest; queued in arrival order, the first ones run early and the last no later.
+pub fn concurrent_starts() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (2 * cpus).max(4)
+}
+
+/// After this long a start no longer holds back the queue (a shim that hangs must not
+/// stop every other start of the node).
+const START_SLOT_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Runtime {
     /// Prepare the run dir (and the sealed binary copy, if asked for).
@@ -140,6 +156,7 @@ impl Runtime {
             run_dir,
             exe,
             _sealed: sealed,
+            starts: tokio::sync::Semaphore::new(concurrent_starts()),
         })
     }
 
@@ -159,7 +176,17 @@ impl Runtime {
             }
             Err(e) => return Err(io_err(format!("creating {}", paths.dir.display()))(e)),
         }
-        let result = self.spawn_shim(spec, &oci, &paths).await;
+        let mut slot = self.starts.acquire().await.ok();
+        let start = self.spawn_shim(spec, &oci, &paths);
+        tokio::pin!(start);
+        let result = match tokio::time::timeout(START_SLOT_HOLD, &mut start).await {
+            Ok(result) => result,
+            Err(_) => {
+                slot = None;
+                start.await
+            }
+        };
+        drop(slot);
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&paths.dir);
         }

@@ -16,7 +16,9 @@
 //!    (pidfd), answers [`Request`]s on `shim.sock` (an `Attach`ed connection stays: it
 //!    gets the output as it comes and feeds stdin and terminal resizes), records the
 //!    [`ExitStatus`] (with OOM kills from the cgroup) in `exit.json`, and on `Delete`
-//!    removes the container (cgroup, libcontainer state, its state dir) and exits.
+//!    removes the container (cgroup, libcontainer state, its state dir) and exits;
+//!    when it has been idle for a second it unmaps the code pages it touched, so a
+//!    shim's resident set holds little more than its heap and stack.
 //!
 //! Sealing: when the agent runs with a sealed copy of the binary (a memfd,
 //! `Runtime::new`), this process and the container's init before its `execve` run from
@@ -54,6 +56,10 @@ const MAX_ATTACH_BACKLOG: usize = 4 << 20;
 /// Input waiting for the container's stdin beyond which the shim stops reading from
 /// attached clients until the container catches up.
 const MAX_STDIN_BACKLOG: usize = 1 << 20;
+
+/// How long the shim must have had nothing to do before it drops the code pages its
+/// last work touched again ([`drop_clean_file_pages`]).
+const TRIM_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)
@@ -180,6 +186,95 @@ fn release_memory() {
     unsafe { mi_collect(true) };
 }
 
+/// Unmap the clean file pages this process touched so far: the code of libcontainer, the
+/// bundle parser and whatever the last requests ran. The poll loop calls this once it has
+/// been idle for [`TRIM_WHEN_IDLE_FOR`]. The pages stay in the page cache (shared with
+/// the agent and the other shims); only this process's page tables forget them, and the
+/// few the loop needs next fault back in from memory. Without this a shim's resident set
+/// keeps ~6 MiB of code it ran once.
+///
+/// Only whole mappings without an anonymous page are dropped: an anonymous page in a
+/// file mapping is this process's private copy (relocated data, say), which the kernel
+/// would replace by the file's original. The others map nothing but page-cache pages of
+/// the file (dirty ones too, for a file written a moment ago), so dropping them cannot
+/// change what the process reads.
+fn drop_clean_file_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    for mapping in clean_file_mappings(&smaps) {
+        // SAFETY: the range is a whole private file mapping of this process without a
+        // page of its own (see `clean_file_mappings`); MADV_DONTNEED on it drops page-table
+        // entries, and the next access reads the same bytes from the file again. The
+        // shim is single-threaded here, so nothing maps or writes these pages meanwhile.
+        unsafe {
+            libc::madvise(
+                mapping.start as *mut libc::c_void,
+                mapping.end - mapping.start,
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
+}
+
+/// An address range of this process.
+#[derive(Debug, PartialEq)]
+struct Mapping {
+    start: usize,
+    end: usize,
+}
+
+/// The private file mappings in `/proc/self/smaps` text that hold no page of their own:
+/// no anonymous (copied-on-write or swapped) page, nothing locked.
+fn clean_file_mappings(smaps: &str) -> Vec<Mapping> {
+    struct Current {
+        mapping: Mapping,
+        file: bool,
+        clean: bool,
+    }
+    let mut out = Vec::new();
+    let mut current: Option<Current> = None;
+    let mut finish = |c: Option<Current>| {
+        if let Some(c) = c.filter(|c| c.file && c.clean) {
+            out.push(c.mapping);
+        }
+    };
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else {
+            continue;
+        };
+        if let Some((start, end)) = first.split_once('-').and_then(|(s, e)| {
+            Some((
+                usize::from_str_radix(s, 16).ok()?,
+                usize::from_str_radix(e, 16).ok()?,
+            ))
+        }) {
+            finish(current.take());
+            // address perms offset dev inode [path]
+            let perms = fields.next().unwrap_or("");
+            let path = fields.nth(3).unwrap_or("");
+            current = Some(Current {
+                mapping: Mapping { start, end },
+                // A file (a path, or the sealed memfd): not [heap], [stack], [vdso], …,
+                // and not shared memory, whose pages are nobody's copy to drop.
+                file: !path.is_empty() && !path.starts_with('[') && perms.ends_with('p'),
+                clean: true,
+            });
+            continue;
+        }
+        let Some(c) = current.as_mut() else {
+            continue;
+        };
+        let kib = fields.next().and_then(|v| v.parse::<u64>().ok());
+        if matches!(first, "Anonymous:" | "Locked:" | "Swap:") && kib != Some(0) {
+            c.clean = false;
+        }
+    }
+    finish(current.take());
+    out
+}
+
 fn report(ready: &mut File, msg: &Ready) {
     if let Ok(mut line) = serde_json::to_vec(msg) {
         line.push(b'\n');
@@ -255,6 +350,10 @@ struct Shim {
     /// (exit code, signal, when) once the init process is reaped.
     reaped: Option<(i32, Option<i32>, Instant)>,
     exit: Option<ExitStatus>,
+    /// When the poll loop last had something to do, and whether the pages that work
+    /// touched were dropped since.
+    last_busy: Instant,
+    trimmed: bool,
 }
 
 fn start(run_dir: &Path, id: &str, paths: &StateDir) -> Result<Shim, String> {
@@ -421,6 +520,8 @@ fn start(run_dir: &Path, id: &str, paths: &StateDir) -> Result<Shim, String> {
         deleter: None,
         reaped: None,
         exit: None,
+        last_busy: Instant::now(),
+        trimmed: false,
     })
 }
 
@@ -540,8 +641,12 @@ impl Shim {
             if let Some(sink) = self.stdin.as_ref().filter(|s| !s.pending.is_empty()) {
                 watch(sink.fd.as_raw_fd(), Event::Stdin, libc::POLLOUT);
             }
+            let idle = self.last_busy.elapsed();
             let timeout = if self.reaped.is_some() && self.exit.is_none() {
                 100
+            } else if !self.trimmed {
+                // Wake up when the loop will have been idle long enough to trim.
+                TRIM_WHEN_IDLE_FOR.saturating_sub(idle).as_millis() as i32 + 1
             } else {
                 -1
             };
@@ -555,6 +660,22 @@ impl Shim {
                 eprintln!("shim {}: poll: {e}", self.id);
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
+            }
+            if n == 0 {
+                if !self.trimmed && self.last_busy.elapsed() >= TRIM_WHEN_IDLE_FOR {
+                    drop_clean_file_pages();
+                    self.trimmed = true;
+                }
+                continue;
+            }
+            // Output and attached clients keep the shim busy; a one-off request (the
+            // agent asks for the status every few seconds) is answered, and its pages
+            // are dropped again right away.
+            self.trimmed = false;
+            if fds.iter().zip(&events).any(|(pfd, ev)| {
+                pfd.revents != 0 && !matches!(ev, Event::Listener | Event::Client(_))
+            }) {
+                self.last_busy = Instant::now();
             }
             let mut closed_sources = Vec::new();
             let mut closed_clients = Vec::new();
@@ -1043,4 +1164,65 @@ fn answer(stream: &mut UnixStream, response: &Response) {
 /// Where the shim of `id` would listen (for tests and tools).
 pub fn socket_path(run_dir: &Path, id: &str) -> PathBuf {
     StateDir::new(run_dir, id).socket()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(range: &str, perms: &str, path: &str, fields: &[(&str, u64)]) -> String {
+        let mut s =
+            format!("{range} {perms} 00000000 fe:00 1234   {path}\nSize: 8 kB\nRss: 8 kB\n");
+        for (name, kib) in fields {
+            s.push_str(&format!("{name}: {kib} kB\n"));
+        }
+        s.push_str("VmFlags: rd ex mr mw me\n");
+        s
+    }
+
+    #[test]
+    fn only_clean_private_file_mappings_are_dropped() {
+        let clean = [("Private_Dirty", 8), ("Anonymous", 0), ("Locked", 0)];
+        let smaps = [
+            entry("1000-3000", "r-xp", "/usr/bin/skiff", &clean),
+            // Relocated data: a private copy the file does not have.
+            entry(
+                "3000-4000",
+                "r--p",
+                "/usr/lib/libc.so.6",
+                &[("Private_Dirty", 4), ("Anonymous", 4)],
+            ),
+            entry("4000-5000", "rw-p", "", &clean),
+            entry("5000-6000", "rw-p", "[heap]", &clean),
+            entry("6000-7000", "rw-s", "/dev/shm/x", &clean),
+            entry("7000-9000", "r-xp", "/memfd:skiff (deleted)", &clean),
+            entry("9000-a000", "r--p", "/usr/lib/locked", &[("Locked", 4)]),
+        ]
+        .concat();
+        assert_eq!(
+            clean_file_mappings(&smaps),
+            vec![
+                Mapping {
+                    start: 0x1000,
+                    end: 0x3000
+                },
+                Mapping {
+                    start: 0x7000,
+                    end: 0x9000
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn this_process_has_clean_code_mappings() {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("reading smaps");
+        let ours = clean_file_mappings(&smaps);
+        // The test binary's own code is a clean file mapping.
+        let here = this_process_has_clean_code_mappings as *const () as usize;
+        assert!(
+            ours.iter().any(|m| m.start <= here && here < m.end),
+            "{here:#x} is not in a clean mapping:\n{smaps}"
+        );
+    }
 }

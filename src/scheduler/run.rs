@@ -31,8 +31,12 @@ use crate::client::events::{reference, EventType, Recorder};
 
 /// The scheduler's name; pods asking for another scheduler are left alone.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
-/// Bindings in flight at once.
-const BIND_CONCURRENCY: usize = 64;
+/// Bindings in flight at once. Each waits for the store's group commit (one flush per
+/// group of writes); more in flight make bigger groups. 64 left the store writer flushing
+/// groups of 5–8 writes and binding ~650 pods/s on the busy 2-CPU test machine, 256 made
+/// it ~1,000 (docs/benchmarks.md). kube-scheduler has no fixed limit (a goroutine per
+/// binding, bounded by its client's QPS).
+const BIND_CONCURRENCY: usize = 256;
 /// Events the event writer has in flight at once (kube-scheduler's broadcaster writes
 /// one at a time; a few keep up with a burst of bindings without competing with them).
 const EVENT_CONCURRENCY: usize = 4;
@@ -94,6 +98,58 @@ struct Bound {
     pod: Pod,
     node: String,
     result: Result<(), kube::Error>,
+    /// How long the binding request took.
+    took: Duration,
+}
+
+/// Where the loop's time went over the last second or so (the `skiff::scheduler` debug
+/// log; for benchmarks): attempts and their CPU time, pauses for a binding slot, bindings
+/// and their latency.
+struct Timing {
+    since: std::time::Instant,
+    attempts: u64,
+    schedule: Duration,
+    /// Times scheduling paused because every binding slot was taken.
+    slots_full: u64,
+    bound: u64,
+    bind_total: Duration,
+    bind_longest: Duration,
+}
+
+impl Timing {
+    fn new() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            attempts: 0,
+            schedule: Duration::ZERO,
+            slots_full: 0,
+            bound: 0,
+            bind_total: Duration::ZERO,
+            bind_longest: Duration::ZERO,
+        }
+    }
+
+    fn maybe_log(&mut self, active: usize, binding: usize) {
+        let elapsed = self.since.elapsed();
+        if elapsed < Duration::from_secs(1) || (self.attempts == 0 && self.bound == 0) {
+            return;
+        }
+        tracing::debug!(
+            elapsed_ms = elapsed.as_millis() as u64,
+            attempts = self.attempts,
+            schedule_us = self.schedule.as_micros() as u64,
+            slots_full = self.slots_full,
+            bound = self.bound,
+            bind_mean_us = (self.bind_total.as_micros() as u64)
+                .checked_div(self.bound)
+                .unwrap_or(0),
+            bind_longest_ms = self.bind_longest.as_millis() as u64,
+            active,
+            binding,
+            "scheduler timing"
+        );
+        *self = Self::new();
+    }
 }
 
 struct Scheduler {
@@ -110,6 +166,7 @@ struct Scheduler {
     /// Pods being bound right now, by uid.
     binding: HashMap<String, String>,
     cluster_changed: bool,
+    timing: Timing,
 }
 
 pub async fn run(client: kube::Client) -> Result<(), SchedulerError> {
@@ -186,6 +243,7 @@ pub async fn run(client: kube::Client) -> Result<(), SchedulerError> {
         unschedulable: HashMap::new(),
         binding: HashMap::new(),
         cluster_changed: false,
+        timing: Timing::new(),
     };
     let mut retry = tokio::time::interval(UNSCHEDULABLE_RETRY);
     let mut debounce = Box::pin(tokio::time::sleep(Duration::MAX / 4));
@@ -204,7 +262,12 @@ pub async fn run(client: kube::Client) -> Result<(), SchedulerError> {
                     }
                 }
             }
-            Some(done) = bound_rx.recv() => s.bound(done),
+            Some(done) = bound_rx.recv() => {
+                s.bound(done);
+                while let Ok(more) = bound_rx.try_recv() {
+                    s.bound(more);
+                }
+            }
             _ = retry.tick() => s.retry_unschedulable(),
             _ = &mut debounce => {
                 s.retry_unschedulable();
@@ -217,7 +280,8 @@ pub async fn run(client: kube::Client) -> Result<(), SchedulerError> {
                 .as_mut()
                 .reset(tokio::time::Instant::now() + RETRY_DEBOUNCE);
         }
-        s.schedule_pending(&bound_tx, &permits).await;
+        s.schedule_pending(&bound_tx, &permits);
+        s.timing.maybe_log(s.active.len(), s.binding.len());
     }
 }
 
@@ -335,35 +399,54 @@ impl Scheduler {
         }
     }
 
-    async fn schedule_pending(
+    /// Schedule pods from the active queue while a binding slot is free. With every slot
+    /// taken it returns, so the loop keeps reading its watches (a watch left unread for
+    /// long is ended by the server as too slow) and comes back when a binding finishes.
+    fn schedule_pending(
         &mut self,
         bound_tx: &mpsc::UnboundedSender<Bound>,
         permits: &Arc<Semaphore>,
     ) {
-        while let Some(uid) = self.active.pop_front() {
+        while !self.active.is_empty() {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                self.timing.slots_full += 1;
+                return;
+            };
+            let Some(uid) = self.active.pop_front() else {
+                return;
+            };
             if self.binding.contains_key(&uid) {
                 continue;
             }
             let Some(pod) = self.pending.remove(&uid) else {
                 continue;
             };
-            match schedule(&pod, &self.snapshot, &mut self.next_start) {
+            let started = std::time::Instant::now();
+            let attempt = schedule(&pod, &self.snapshot, &mut self.next_start);
+            self.timing.attempts += 1;
+            self.timing.schedule += started.elapsed();
+            self.timing.maybe_log(self.active.len(), self.binding.len());
+            match attempt {
                 Ok(node) => {
                     self.snapshot.assume(&pod, &node);
                     let claims = self.snapshot.select_claims(&pod, &node);
                     self.binding.insert(uid, node.clone());
-                    let Ok(permit) = permits.clone().acquire_owned().await else {
-                        return;
-                    };
                     let (client, events, tx) =
                         (self.client.clone(), self.events.clone(), bound_tx.clone());
                     tokio::spawn(async move {
+                        let started = std::time::Instant::now();
                         let result = match select_node(&client, &claims, &node).await {
                             Ok(()) => bind(&client, &events, &pod, &node).await,
                             Err(e) => Err(e),
                         };
                         drop(permit);
-                        let _ = tx.send(Bound { pod, node, result });
+                        let took = started.elapsed();
+                        let _ = tx.send(Bound {
+                            pod,
+                            node,
+                            result,
+                            took,
+                        });
                     });
                 }
                 Err(fit) => {
@@ -386,6 +469,9 @@ impl Scheduler {
     fn bound(&mut self, done: Bound) {
         let uid = done.pod.metadata.uid.clone().unwrap_or_default();
         self.binding.remove(&uid);
+        self.timing.bound += 1;
+        self.timing.bind_total += done.took;
+        self.timing.bind_longest = self.timing.bind_longest.max(done.took);
         if let Err(e) = done.result {
             tracing::debug!(pod = %done.pod.name_any(), node = %done.node, error = %e, "binding failed");
             self.snapshot.forget(&done.pod);

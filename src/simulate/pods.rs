@@ -22,6 +22,12 @@ use super::{SimulateError, EXIT_CODE_ANNOTATION, READY_ANNOTATION, RUN_SECONDS_A
 
 /// Default run time of a pod that finishes (restartPolicy Never or OnFailure).
 const DEFAULT_RUN_SECONDS: f64 = 1.0;
+/// Pod writes (status patches, removals) in flight at once. One simulator plays every
+/// node through one HTTP/1.1 client, where each request in flight is a connection of its
+/// own: unbounded, a burst of 10,000 bound pods became ~1,000 concurrent patches and
+/// connections, and every other client of the server (the scheduler's bindings among
+/// them) queued behind them for seconds. Real kubelets are bounded too (client QPS).
+const WRITES_IN_FLIGHT: usize = 32;
 
 struct Kubelet {
     client: kube::Client,
@@ -33,6 +39,8 @@ struct Kubelet {
     started: Mutex<HashSet<String>>,
     /// Pods (uid) whose removal is under way.
     removing: Mutex<HashSet<String>>,
+    /// Permits for pod writes ([`WRITES_IN_FLIGHT`]); waiting writes queue in order.
+    writes: tokio::sync::Semaphore,
 }
 
 pub async fn run(client: kube::Client, fleet: Arc<Fleet>) -> Result<(), SimulateError> {
@@ -42,6 +50,7 @@ pub async fn run(client: kube::Client, fleet: Arc<Fleet>) -> Result<(), Simulate
         ips: Mutex::new(HashMap::new()),
         started: Mutex::new(HashSet::new()),
         removing: Mutex::new(HashSet::new()),
+        writes: tokio::sync::Semaphore::new(WRITES_IN_FLIGHT),
     });
     let pods: Api<Pod> = Api::all(client);
     // One unpaginated initial list, answered whole from the API server's watch cache
@@ -316,6 +325,8 @@ impl Kubelet {
             }),
             ..Default::default()
         };
+        // The semaphore is never closed.
+        let _permit = self.writes.acquire().await.ok();
         match api.delete(&pod.name_any(), &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
@@ -326,6 +337,8 @@ impl Kubelet {
     async fn patch_status(&self, pod: &Pod, status: &Value) -> bool {
         let api: Api<Pod> =
             Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        // The semaphore is never closed.
+        let _permit = self.writes.acquire().await.ok();
         match api
             .patch_status(
                 &pod.name_any(),

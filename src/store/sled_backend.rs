@@ -42,7 +42,10 @@ impl Default for SledOptions {
     fn default() -> Self {
         Self {
             cache_capacity_bytes: 16 * 1024 * 1024,
-            watch_buffer: 1024,
+            // The watch cache's one store watch must not fall behind during a burst of
+            // writes on a busy machine (ended, it resumes by replaying from sled); the
+            // channel allocates only as events queue up.
+            watch_buffer: 8192,
             max_batch: 1024,
         }
     }

@@ -96,6 +96,51 @@ pub(crate) struct Writer {
     compaction: Option<CompactionJob>,
     /// Log entries up to here have been compacted.
     compact_cursor: i64,
+    /// Where the writer's time goes, logged at debug level about once a second.
+    timing: Timing,
+}
+
+/// The writer's time over the last second or so: how many groups and writes, how long
+/// applying and flushing them took (the `skiff::store` debug log; for benchmarks).
+struct Timing {
+    since: std::time::Instant,
+    groups: u64,
+    requests: u64,
+    busy: std::time::Duration,
+    flush: std::time::Duration,
+    longest_flush: std::time::Duration,
+}
+
+impl Timing {
+    fn new() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            groups: 0,
+            requests: 0,
+            busy: std::time::Duration::ZERO,
+            flush: std::time::Duration::ZERO,
+            longest_flush: std::time::Duration::ZERO,
+        }
+    }
+
+    fn record(&mut self, requests: usize, busy: std::time::Duration) {
+        self.groups += 1;
+        self.requests += requests as u64;
+        self.busy += busy;
+        let elapsed = self.since.elapsed();
+        if elapsed >= std::time::Duration::from_secs(1) {
+            tracing::debug!(
+                elapsed_ms = elapsed.as_millis() as u64,
+                groups = self.groups,
+                requests = self.requests,
+                busy_ms = self.busy.as_millis() as u64,
+                flush_ms = self.flush.as_millis() as u64,
+                longest_flush_us = self.longest_flush.as_micros() as u64,
+                "store writer"
+            );
+            *self = Self::new();
+        }
+    }
 }
 
 /// Outcome of one request of a group, answered after the group's flush.
@@ -124,6 +169,7 @@ impl Writer {
                 target,
                 waiters: Vec::new(),
             }),
+            timing: Timing::new(),
         }
     }
 
@@ -149,7 +195,9 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
+                let (started, requests) = (std::time::Instant::now(), group.len());
                 self.process_group(group);
+                self.timing.record(requests, started.elapsed());
             }
             if self.compaction.is_some() {
                 self.compaction_step();
@@ -162,12 +210,16 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         self.shared
             .db
             .flush()
             .map_err(storage("flushing to disk"))?;
         self.shared.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        let took = started.elapsed();
+        self.timing.flush += took;
+        self.timing.longest_flush = self.timing.longest_flush.max(took);
         Ok(())
     }
 

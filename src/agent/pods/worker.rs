@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Pod, PodCondition, PodStatus, Secret, Service, Volume,
 };
@@ -123,6 +124,12 @@ struct PodState {
     admitted: bool,
     /// The pod was evicted or refused: nothing runs any more until it is deleted.
     ended: bool,
+    /// `Started` events of this sync, written while its status is posted (they are not
+    /// on the way to Running).
+    started_events: Vec<String>,
+    /// Root filesystems mounted ahead of their container's start (while the sandbox was
+    /// being set up) that no container holds yet; removed with the pod.
+    prefetched: Vec<String>,
 }
 
 /// A projected service-account token and when it needs replacing.
@@ -361,7 +368,22 @@ async fn sync(
         && state.observed.values().flatten().all(|a| !a.running());
     let mut requeue = None;
     if !terminal {
-        let sandbox = ensure_sandbox(ctx, pod, state).await;
+        // The first sync mounts the root filesystems of the containers it will start
+        // (images already present) while the sandbox is set up: neither needs the other.
+        let prefetch = match state.sandbox {
+            None => rootfs_to_prefetch(ctx, pod, state),
+            Some(_) => Vec::new(),
+        };
+        state
+            .prefetched
+            .extend(prefetch.iter().map(|(id, _)| id.clone()));
+        let mount_ahead = futures::future::join_all(
+            prefetch
+                .iter()
+                .map(|(id, image)| ctx.images.prepare_rootfs(id, image)),
+        );
+        // A failed mount is left to the start, which reports it.
+        let (sandbox, _) = tokio::join!(ensure_sandbox(ctx, pod, state), mount_ahead);
         timing.lap("sandbox");
         match sandbox {
             Ok(()) => {}
@@ -379,6 +401,9 @@ async fn sync(
                 return Some(Duration::from_secs(5));
             }
         }
+        // The inputs read to make the volumes serve this sync's starts too (read in
+        // the same sync, as fresh as a second read).
+        let mut fresh_inputs = None;
         if state.volumes_ready {
             let due = state
                 .volumes_synced
@@ -388,9 +413,10 @@ async fn sync(
             }
         } else {
             match prepare_volumes(ctx, pod, state).await {
-                Ok(()) => {
+                Ok(inputs) => {
                     state.volumes_ready = true;
                     state.volumes_synced = Some(tokio::time::Instant::now());
+                    fresh_inputs = Some(inputs);
                 }
                 Err(message) => {
                     ctx.recorder
@@ -406,11 +432,17 @@ async fn sync(
         requeue = decided.requeue_after;
         // ConfigMaps, Secrets and service links are read once per sync that starts
         // something (fresh for every start, as kubelet reads them).
-        let inputs = match decided.actions.is_empty() {
-            true => None,
-            false => {
-                let pod_ip = state.pod_ip().unwrap_or_default().to_string();
-                Some(inputs(ctx, pod, &pod_ip).await.map(|mut i| {
+        let inputs = match (decided.actions.is_empty(), fresh_inputs) {
+            (true, _) => None,
+            (false, fresh) => {
+                let read = match fresh {
+                    Some(inputs) => Ok(inputs),
+                    None => {
+                        let pod_ip = state.pod_ip().unwrap_or_default().to_string();
+                        inputs(ctx, pod, &pod_ip).await
+                    }
+                };
+                Some(read.map(|mut i| {
                     i.volumes = state.volume_paths.clone();
                     i.read_only_volumes = read_only_claims(pod);
                     i
@@ -468,6 +500,10 @@ async fn sync(
         }
         timing.lap("start");
         refresh_observed(ctx, &uid, state).await;
+        let observed = &state.observed;
+        state
+            .prefetched
+            .retain(|id| !observed.values().flatten().any(|a| a.state.id == *id));
         for id in plan::removable(&state.observed) {
             if let Err(e) = ctx.runtime.delete(&id).await {
                 tracing::debug!(container = %id, error = %e, "removing an old container");
@@ -481,10 +517,53 @@ async fn sync(
         .probes
         .sync(ctx, pod, &state.observed, pod_ip.as_deref(), wake_tx);
     timing.lap("refresh");
-    report(ctx, pod, state, state.sandbox.is_some()).await;
+    let started_events = std::mem::take(&mut state.started_events);
+    let obj = reference(pod);
+    let record_started = async {
+        for name in &started_events {
+            record_started(ctx, &obj, name).await;
+        }
+    };
+    let sandbox_ready = state.sandbox.is_some();
+    tokio::join!(report(ctx, pod, state, sandbox_ready), record_started);
     timing.lap("report");
     timing.log(pod);
     requeue
+}
+
+/// The containers the pod's next sync starts whose images are present (and not to be
+/// pulled again): their ids and images, to mount their root filesystems early.
+fn rootfs_to_prefetch(ctx: &NodeContext, pod: &Pod, state: &PodState) -> Vec<(String, Image)> {
+    let uid = uid_of(pod);
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    plan::plan(pod, &state.observed, Utc::now())
+        .actions
+        .into_iter()
+        .filter_map(|action| {
+            let Action::Start {
+                name,
+                attempt,
+                replaces,
+                ..
+            } = action;
+            if replaces.is_some() || state.pull_backoff.contains_key(&name) {
+                return None;
+            }
+            let container = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(spec.containers.iter())
+                .find(|c| c.name == name)?;
+            if pull_policy(container) == PullPolicy::Always {
+                return None;
+            }
+            let image = ctx.images.get(container.image.as_deref()?)?;
+            Some((plan::container_id(&uid, &name, attempt), image))
+        })
+        .collect()
 }
 
 /// Where the time of one sync went (a debug event, `SKIFF_LOG=info,skiff::agent=debug`):
@@ -533,6 +612,18 @@ impl SyncTiming {
 
 /// Kill the running containers whose liveness or startup probe failed (they restart
 /// as `restartPolicy` says, after the usual back-off); whether any was killed.
+/// kubelet's `Started` event for a container.
+async fn record_started(ctx: &NodeContext, obj: &ObjectReference, name: &str) {
+    ctx.recorder
+        .record(
+            obj,
+            EventType::Normal,
+            "Started",
+            &format!("Started container {name}"),
+        )
+        .await;
+}
+
 async fn kill_unhealthy(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> bool {
     let failed = state.probes.failed(&state.observed);
     if failed.is_empty() {
@@ -630,11 +721,6 @@ async fn ensure_sandbox(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> R
             })
         })
         .collect();
-    let net = ctx
-        .network
-        .setup(&key, &host_ports)
-        .await
-        .map_err(|e| format!("setting up the pod network: {e}"))?;
     let dir = pod_dir(ctx, &uid);
     std::fs::create_dir_all(dir.join("ns"))
         .map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -644,12 +730,15 @@ async fn ensure_sandbox(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> R
         .unwrap_or_else(|| key.name.chars().take(63).collect());
     let ipcns = dir.join("ns/ipc");
     let utsns = dir.join("ns/uts");
-    net::netns::create_namespace(&ipcns, net::netns::Kind::Ipc, None)
-        .await
-        .map_err(|e| format!("creating the pod's IPC namespace: {e}"))?;
-    net::netns::create_namespace(&utsns, net::netns::Kind::Uts, Some(hostname.clone()))
-        .await
-        .map_err(|e| format!("creating the pod's UTS namespace: {e}"))?;
+    // The three namespaces are independent: made at once (each by its own thread).
+    let (net, ipc, uts) = tokio::join!(
+        ctx.network.setup(&key, &host_ports),
+        net::netns::create_namespace(&ipcns, net::netns::Kind::Ipc, None),
+        net::netns::create_namespace(&utsns, net::netns::Kind::Uts, Some(hostname.clone())),
+    );
+    let net = net.map_err(|e| format!("setting up the pod network: {e}"))?;
+    ipc.map_err(|e| format!("creating the pod's IPC namespace: {e}"))?;
+    uts.map_err(|e| format!("creating the pod's UTS namespace: {e}"))?;
     let dns_config = spec.dns_config.as_ref().map(|c| net::DnsConfig {
         nameservers: c.nameservers.clone().unwrap_or_default(),
         searches: c.searches.clone().unwrap_or_default(),
@@ -883,7 +972,13 @@ fn read_only_claims(pod: &Pod) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-async fn prepare_volumes(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> Result<(), String> {
+/// Make the pod's volumes; returns the inputs (ConfigMaps, Secrets, service links) read
+/// for them, which the same sync's container starts use as well.
+async fn prepare_volumes(
+    ctx: &NodeContext,
+    pod: &Pod,
+    state: &mut PodState,
+) -> Result<Inputs, String> {
     let uid = uid_of(pod);
     let dir = pod_dir(ctx, &uid).join("volumes");
     let pod_ip = state.pod_ip().unwrap_or_default().to_string();
@@ -914,7 +1009,7 @@ async fn prepare_volumes(ctx: &NodeContext, pod: &Pod, state: &mut PodState) -> 
         };
         state.volume_paths.insert(v.name.clone(), path);
     }
-    Ok(())
+    Ok(inputs)
 }
 
 /// Write projected volume `v` (configMap, secret, downwardAPI, projected), or bring it
@@ -1217,15 +1312,14 @@ async fn start_container(
     );
     match started {
         Ok(_) => {
-            ctx.recorder
-                .record(
-                    &obj,
-                    EventType::Normal,
-                    "Started",
-                    &format!("Started container {name}"),
-                )
-                .await;
-            if let Some(hook) = probe::hook_of(&container, Hook::PostStart) {
+            let hook = probe::hook_of(&container, Hook::PostStart);
+            if hook.is_some() {
+                // The hook's own events come after this one.
+                record_started(ctx, &obj, name).await;
+            } else {
+                state.started_events.push(name.to_string());
+            }
+            if let Some(hook) = hook {
                 let pod_ip = state.pod_ip().unwrap_or_default().to_string();
                 if let Err(message) =
                     probe::run_hook(ctx, pod, &container, &id, hook, &pod_ip).await
@@ -1335,11 +1429,14 @@ async fn post_status(ctx: &NodeContext, pod: &Pod, state: &mut PodState, status:
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = serde_json::json!({"status": value.take()});
+    let started = std::time::Instant::now();
     match pods
         .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
     {
         Ok(_) => {
+            tracing::debug!(pod = %pod_name(pod), ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+                "status posted");
             state.last_status = patch.get("status").cloned();
         }
         Err(e) => tracing::debug!(pod = %pod_name(pod), error = %e, "posting pod status"),
@@ -1472,6 +1569,11 @@ async fn cleanup(ctx: &NodeContext, uid: &str, state: &mut PodState) {
         }
     }
     state.observed.clear();
+    for id in std::mem::take(&mut state.prefetched) {
+        if let Err(e) = ctx.images.release_rootfs(&id).await {
+            tracing::warn!(container = %id, error = %e, "removing a root filesystem");
+        }
+    }
     if let Err(e) = crate::runtime::cgroup::remove(&containerspec::pod_cgroup(uid)) {
         tracing::warn!(pod_uid = %uid, error = %e, "removing the pod's cgroup");
     }
