@@ -28,5 +28,8 @@ if ! command -v kubectl >/dev/null; then
 fi
 echo "==> kubectl $(kubectl version --client -o json 2>/dev/null | grep -m1 gitVersion | tr -d ' ",' | cut -d: -f2)"
 
+# A nearly full disk puts the test nodes under DiskPressure (pods stay Pending): say so.
+echo "==> disk: $(df -h --output=used,avail,pcent . | tail -1 | xargs) (used, available, use%)"
+
 echo "==> cargo test"
 exec cargo test --locked "$@"

@@ -3,7 +3,7 @@
 //! `memory.available` (capacity minus the working set: MemFree plus inactive file pages),
 //! `nodefs.available` and `nodefs.inodesFree` of the data dir's filesystem,
 //! `imagefs.available` and `imagefs.inodesFree` of the image store's, `pid.available` — and
-//! compares them with the hard thresholds (`--eviction-hard`, kubelet's syntax and
+//! compares them with the hard thresholds (`--eviction-hard`, kubelet's syntax, k3s's
 //! defaults). A met threshold turns on its node condition (MemoryPressure, DiskPressure,
 //! PIDPressure), which stays on for the pressure transition period after the last
 //! observation; [`super::node`] reports the conditions and allocatable keeps the
@@ -198,9 +198,11 @@ pub fn parse_thresholds(text: &str) -> Result<Vec<Threshold>, ThresholdError> {
     Ok(out)
 }
 
-/// kubelet's default hard thresholds on Linux.
-pub const DEFAULT_HARD: &str =
-    "memory.available<100Mi,nodefs.available<10%,imagefs.available<15%,nodefs.inodesFree<5%";
+/// The default hard thresholds: k3s's, which it passes to its kubelet in place of
+/// kubelet's own (`memory.available<100Mi,nodefs.available<10%,imagefs.available<15%,
+/// nodefs.inodesFree<5%`). Only a nearly full disk evicts, so a build machine or a small
+/// VM with a busy disk keeps running pods.
+pub const DEFAULT_HARD: &str = "imagefs.available<5%,nodefs.available<5%";
 
 /// How eviction runs (from `skiff server` flags).
 #[derive(Debug, Clone)]

@@ -62,8 +62,8 @@ pub struct ServerArgs {
     /// brought up to date (kubelet's sync-frequency; `0` never refreshes them).
     #[arg(long, default_value = "1m", value_parser = crate::client::metrics::parse_interval)]
     pub sync_frequency: std::time::Duration,
-    /// Hard eviction thresholds of the local node (kubelet's `--eviction-hard`:
-    /// `memory.available<100Mi,nodefs.available<10%`; signals memory.available,
+    /// Hard eviction thresholds of the local node (kubelet's `--eviction-hard`, k3s's
+    /// defaults; e.g. `memory.available<100Mi,nodefs.available<10%`; signals memory.available,
     /// nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree,
     /// pid.available; empty turns eviction off).
     #[arg(long, default_value = crate::agent::eviction::DEFAULT_HARD)]
