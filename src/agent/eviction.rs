@@ -969,16 +969,9 @@ mod tests {
         }
         let defaults = Config::default();
         let signals: Vec<_> = defaults.hard.iter().map(|t| t.signal.name()).collect();
-        assert_eq!(
-            signals,
-            [
-                "memory.available",
-                "nodefs.available",
-                "imagefs.available",
-                "nodefs.inodesFree"
-            ]
-        );
-        assert_eq!(defaults.reserved(Signal::NodeFsAvailable, 1000), 100);
+        assert_eq!(signals, ["imagefs.available", "nodefs.available"]);
+        assert_eq!(defaults.reserved(Signal::NodeFsAvailable, 1000), 50);
+        assert_eq!(defaults.reserved(Signal::MemoryAvailable, 1000), 0);
         assert_eq!(defaults.reserved(Signal::PidAvailable, 1000), 0);
     }
 

@@ -391,11 +391,12 @@ mod tests {
         let (cap, alloc) = resources(&config(false), &facts());
         assert_eq!(cap["cpu"].0, "2");
         assert_eq!(cap["memory"].0, "4194304Ki");
-        assert_eq!(alloc["memory"].0, format!("{}Ki", 4194304 - 102400));
+        // k3s's defaults keep no memory back.
+        assert_eq!(alloc["memory"].0, "4194304Ki");
         assert_eq!(cap["pods"].0, "110");
         let storage: u64 = alloc["ephemeral-storage"].0.parse().expect("bytes");
-        // kubelet's default nodefs.available<10% is kept back.
-        assert_eq!(storage, 100 * 1024 * 1024 * 1024 / 10 * 9);
+        // k3s's default nodefs.available<5% is kept back.
+        assert_eq!(storage, 100 * 1024 * 1024 * 1024 / 20 * 19);
     }
 
     #[test]

@@ -60,13 +60,13 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Cont
         .filter(|r| in_ns(r.metadata.namespace.as_ref()))
         .map(|r| (**r).clone())
         .collect();
-    let pods: Vec<Pod> = ctx
+    // The cache's own copies: a namespace may hold tens of thousands of pods.
+    let pods: Vec<Arc<Pod>> = ctx
         .informers
         .pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| in_ns(p.metadata.namespace.as_ref()))
-        .map(|p| (**p).clone())
         .collect();
     let now = Utc::now();
     let actions = plan_deployment(&d, &rss, &pods, now);

@@ -10,6 +10,7 @@
 //! them. The caller executes them in order and, on a conflict or error, re-plans from fresh
 //! objects. Every plan is computed from the objects passed in, so re-planning is safe.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -382,10 +383,10 @@ fn by_creation(a: &ReplicaSet, b: &ReplicaSet) -> Ordering {
 /// Plans one sync of deployment `d`. `rss` are the ReplicaSets in its namespace (those it
 /// controls and still selects are managed; the others only matter for name collisions),
 /// `pods` the pods of its namespace (used by Recreate to wait for old pods to stop).
-pub fn plan_deployment(
+pub fn plan_deployment<P: Borrow<Pod>>(
     d: &Deployment,
     rss: &[ReplicaSet],
-    pods: &[Pod],
+    pods: &[P],
     now: DateTime<Utc>,
 ) -> Vec<DeploymentAction> {
     let Some(spec) = d.spec.as_ref() else {
@@ -1283,7 +1284,7 @@ impl<'a> Planner<'a> {
 
     /// Upstream's `rolloutRecreate`: all old ReplicaSets to 0, wait until no old pod runs,
     /// then create or scale up the new one.
-    fn rollout_recreate(&mut self, pods: &[Pod]) -> Result<(), Collision> {
+    fn rollout_recreate<P: Borrow<Pod>>(&mut self, pods: &[P]) -> Result<(), Collision> {
         self.sync_revision(false)?;
         let mut scaled_down = false;
         for i in self.active_old_indices() {
@@ -1307,12 +1308,12 @@ impl<'a> Planner<'a> {
     }
 
     /// Whether an old ReplicaSet still reports pods, or any pod it controls is not finished.
-    fn old_pods_running(&self, pods: &[Pod]) -> bool {
+    fn old_pods_running<P: Borrow<Pod>>(&self, pods: &[P]) -> bool {
         let olds = self.old_indices();
         if self.sum(&olds, status_replicas) > 0 {
             return true;
         }
-        pods.iter().any(|pod| {
+        pods.iter().map(Borrow::borrow).any(|pod: &Pod| {
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             !matches!(phase, Some("Succeeded" | "Failed"))
                 && olds.iter().any(|i| {
@@ -2167,7 +2168,7 @@ mod tests {
             rs("web-old", "app:v1", 0, 8, 8),
             rs("web-new", "app:v2", 10, 5, 0),
         ];
-        let plan = plan_deployment(&d, &rss, &[], t(100));
+        let plan = plan_deployment(&d, &rss, &[] as &[Pod], t(100));
         let scaled: Vec<(String, i32, Option<String>)> = plan
             .iter()
             .filter_map(|a| match a {
@@ -2253,7 +2254,7 @@ mod tests {
             }),
             status: None,
         };
-        let plan = plan_deployment(&d, std::slice::from_ref(&squatter), &[], t(0));
+        let plan = plan_deployment(&d, std::slice::from_ref(&squatter), &[] as &[Pod], t(0));
         assert!(!plan
             .iter()
             .any(|a| matches!(a, DeploymentAction::CreateReplicaSet(_))));
@@ -2268,7 +2269,7 @@ mod tests {
             collision_count: Some(1),
             ..Default::default()
         });
-        let plan = plan_deployment(&d2, &[squatter], &[], t(1));
+        let plan = plan_deployment(&d2, &[squatter], &[] as &[Pod], t(1));
         let created = plan.iter().find_map(|a| match a {
             DeploymentAction::CreateReplicaSet(rs) => rs.metadata.name.clone(),
             _ => None,
@@ -2288,7 +2289,7 @@ mod tests {
         if let Some(s) = d.spec.as_mut() {
             s.selector = LabelSelector::default();
         }
-        let plan = plan_deployment(&d, &[], &[], t(0));
+        let plan = plan_deployment(&d, &[], &[] as &[Pod], t(0));
         assert_eq!(
             plan[0],
             DeploymentAction::Event {
@@ -2311,7 +2312,7 @@ mod tests {
             ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
             (REVISION_ANNOTATION, "7"),
         ]));
-        let plan = plan_deployment(&d, &[], &[], t(0));
+        let plan = plan_deployment(&d, &[], &[] as &[Pod], t(0));
         let rs = plan
             .iter()
             .find_map(|a| match a {

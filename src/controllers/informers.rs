@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Container, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -52,15 +52,19 @@ impl Informers {
     /// Start the watchers (as tasks in `set`) and return their caches.
     pub fn start(client: &kube::Client, set: &mut JoinSet<()>) -> Informers {
         Informers {
-            pods: Cache::start(Api::all(client.clone()), set),
-            replicasets: Cache::start(Api::all(client.clone()), set),
-            nodes: Cache::start(Api::all(client.clone()), set),
-            leases: Cache::start(Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE), set),
-            controller_revisions: Cache::start(Api::all(client.clone()), set),
-            claims: Cache::start(Api::all(client.clone()), set),
-            volumes: Cache::start(Api::all(client.clone()), set),
-            storage_classes: Cache::start(Api::all(client.clone()), set),
-            jobs: Cache::start(Api::all(client.clone()), set),
+            pods: Cache::start(Api::all(client.clone()), set, trim_pod),
+            replicasets: Cache::start(Api::all(client.clone()), set, drop_managed_fields),
+            nodes: Cache::start(Api::all(client.clone()), set, drop_managed_fields),
+            leases: Cache::start(
+                Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE),
+                set,
+                drop_managed_fields,
+            ),
+            controller_revisions: Cache::start(Api::all(client.clone()), set, drop_managed_fields),
+            claims: Cache::start(Api::all(client.clone()), set, drop_managed_fields),
+            volumes: Cache::start(Api::all(client.clone()), set, drop_managed_fields),
+            storage_classes: Cache::start(Api::all(client.clone()), set, drop_managed_fields),
+            jobs: Cache::start(Api::all(client.clone()), set, drop_managed_fields),
             synced: Arc::new(OnceCell::new()),
         }
     }
@@ -81,6 +85,43 @@ impl Informers {
         let _ = self.volumes.wait_until_ready().await;
         let _ = self.storage_classes.wait_until_ready().await;
         let _ = self.jobs.wait_until_ready().await;
+    }
+}
+
+/// Loops never read managedFields (kube-controller-manager's informers drop them too);
+/// without them a cached object takes a fraction of the memory.
+fn drop_managed_fields<K: Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+}
+
+/// A pod as the loops read it. Besides its metadata, status and scheduling fields they
+/// read its claims (the PersistentVolume loop), its containers' names, images, ports
+/// (endpoints) and requests (the autoscaler); nothing else of the containers and no other
+/// volume. Typed, the rest is most of a pod: every `Volume` holds a slot for each of the
+/// ~30 volume sources, so a pod's service-account token volume alone costs kilobytes,
+/// which at 30,000 pods is hundreds of megabytes.
+pub(crate) fn trim_pod(pod: &mut Pod) {
+    drop_managed_fields(pod);
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    if let Some(volumes) = spec.volumes.as_mut() {
+        volumes.retain(|v| v.persistent_volume_claim.is_some());
+    }
+    spec.ephemeral_containers = None;
+    let containers = spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten());
+    for c in containers {
+        *c = Container {
+            name: std::mem::take(&mut c.name),
+            image: c.image.take(),
+            ports: c.ports.take(),
+            resources: c.resources.take(),
+            restart_policy: c.restart_policy.take(),
+            ..Container::default()
+        };
     }
 }
 
@@ -118,17 +159,15 @@ where
         + 'static,
 {
     /// Watch `api` in a task of `set`, keeping the store and announcing every change after
-    /// the store holds it.
-    fn start(api: Api<K>, set: &mut JoinSet<()>) -> Cache<K> {
+    /// the store holds it. `trim` drops what no loop reads before an object is kept.
+    fn start(api: Api<K>, set: &mut JoinSet<()>, trim: fn(&mut K)) -> Cache<K> {
         let (reader, writer) = reflector::store();
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
         let sender = changes.clone();
         let held = reader.clone();
-        // Loops never read managedFields (kube-controller-manager's informers drop them
-        // too); without them a cached pod takes a fraction of the memory.
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
-            .modify(|o| o.meta_mut().managed_fields = None)
+            .modify(trim)
             .reflect(writer);
         set.spawn(async move {
             stream
@@ -241,5 +280,65 @@ impl Expectations {
         if let Ok(mut p) = self.pending.lock() {
             p.remove(owner);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn trimmed_pods_keep_what_the_loops_read() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-0", "namespace": "shop", "labels": {"app": "web"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {
+                "nodeName": "n1",
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "volumes": [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "data-web-0"}},
+                    {"name": "kube-api-access", "projected": {"sources": [
+                        {"serviceAccountToken": {"path": "token"}}]}},
+                    {"name": "cache", "emptyDir": {}}
+                ],
+                "initContainers": [{"name": "init", "image": "busybox",
+                    "command": ["sh", "-c", "true"], "restartPolicy": "Always"}],
+                "containers": [{"name": "app", "image": "nginx",
+                    "env": [{"name": "A", "value": "1"}],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    "ports": [{"name": "http", "containerPort": 80}],
+                    "resources": {"requests": {"cpu": "100m"}}}]
+            },
+            "status": {"phase": "Running", "podIP": "10.42.0.5"}
+        }))
+        .expect("pod");
+        trim_pod(&mut pod);
+        assert!(pod.metadata.managed_fields.is_none());
+        assert_eq!(pod.metadata.labels.as_ref().expect("labels")["app"], "web");
+        let claims: Vec<_> = crate::apimachinery::storage::pod_claims(&pod).collect();
+        assert_eq!(claims, [("data-web-0", false)]);
+        let spec = pod.spec.as_ref().expect("spec");
+        assert_eq!(spec.volumes.as_ref().map(Vec::len), Some(1));
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert_eq!(spec.tolerations.as_ref().map(Vec::len), Some(1));
+        let app = &spec.containers[0];
+        assert_eq!(app.name, "app");
+        assert_eq!(app.image.as_deref(), Some("nginx"));
+        assert_eq!(app.ports.as_ref().expect("ports")[0].container_port, 80);
+        assert!(app
+            .resources
+            .as_ref()
+            .expect("resources")
+            .requests
+            .is_some());
+        assert!(app.env.is_none() && app.volume_mounts.is_none());
+        let init = &spec.init_containers.as_ref().expect("init")[0];
+        assert_eq!(init.restart_policy.as_deref(), Some("Always"));
+        assert!(init.command.is_none());
+        assert_eq!(
+            pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
+            Some("10.42.0.5")
+        );
     }
 }

@@ -81,7 +81,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Con
     }
 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut owned: Vec<Pod> = Vec::new();
+    // The cache's own copies: a ReplicaSet may own tens of thousands of pods.
+    let mut owned: Vec<Arc<Pod>> = Vec::new();
     for pod in &in_namespace {
         if plan::should_adopt(&rs, pod) {
             let mut refs: Vec<serde_json::Value> = pod
@@ -99,7 +100,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Con
                 )
                 .await
             {
-                Ok(adopted) => owned.push(adopted),
+                Ok(adopted) => owned.push(Arc::new(adopted)),
                 Err(e) => tracing::debug!(pod = %pod.name_any(), error = %e, "adopting pod"),
             }
         } else if plan::should_release(&rs, pod) {
@@ -121,7 +122,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Con
                 tracing::debug!(pod = %pod.name_any(), error = %e, "releasing pod");
             }
         } else if controller_of(&pod.metadata).is_some_and(|r| r.uid == uid) {
-            owned.push((**pod).clone());
+            owned.push(Arc::clone(pod));
         }
     }
 

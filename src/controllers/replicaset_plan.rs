@@ -6,6 +6,8 @@
 //! caller: it passes the ReplicaSet and the pods it controls, executes the plan, and writes
 //! `status` back through the status subresource when `status_changed`.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -129,12 +131,17 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
 
 /// Plans one sync of `rs` given the pods it controls (`owned_pods`; terminal, deleting and
 /// no-longer-selected pods among them are ignored, as upstream filters them out).
-pub fn plan_replicaset(rs: &ReplicaSet, owned_pods: &[Pod], now: DateTime<Utc>) -> ReplicaSetPlan {
+pub fn plan_replicaset<P: Borrow<Pod>>(
+    rs: &ReplicaSet,
+    owned_pods: &[P],
+    now: DateTime<Utc>,
+) -> ReplicaSetPlan {
     let spec = rs.spec.as_ref();
     let desired = spec.and_then(|s| s.replicas).unwrap_or(1).max(0);
     let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
     let active: Vec<&Pod> = owned_pods
         .iter()
+        .map(Borrow::borrow)
         .filter(|p| is_pod_active(p) && !should_release(rs, p))
         .collect();
 
@@ -303,7 +310,7 @@ mod tests {
 
     #[test]
     fn creation_is_capped_at_the_burst() {
-        let plan = plan_replicaset(&rs(2000), &[], t(0));
+        let plan = plan_replicaset(&rs(2000), &[] as &[Pod], t(0));
         assert_eq!(plan.create, BURST_REPLICAS);
         assert_eq!(plan.status.replicas, 0);
         assert_eq!(plan.status.ready_replicas, None);
@@ -364,7 +371,7 @@ mod tests {
     fn a_replicaset_being_deleted_neither_creates_nor_deletes() {
         let mut r = rs(3);
         r.metadata.deletion_timestamp = Some(Time(t(1)));
-        let plan = plan_replicaset(&r, &[], t(2));
+        let plan = plan_replicaset(&r, &[] as &[Pod], t(2));
         assert_eq!(plan.create, 0);
         assert!(plan.delete.is_empty());
     }
@@ -451,7 +458,7 @@ mod tests {
         let mut r = rs(0);
         r.status = Some(status.clone());
         assert_eq!(
-            plan_replicaset(&r, &[], t(3)).status.conditions,
+            plan_replicaset(&r, &[] as &[Pod], t(3)).status.conditions,
             status.conditions
         );
         record_manage_result(&mut status, None, t(4));
