@@ -12,6 +12,14 @@
 //! a client FIN half-closes the pod connection, the pod's EOF ends the data stream with
 //! FIN, then the error stream is closed. A failure to connect is written to the error
 //! stream with the kubelet's message, which makes kubectl give up the session.
+//!
+//! There is no flow control (spdystream neither sends nor heeds WINDOW_UPDATE): the
+//! session writes what the pods send as fast as the connection takes it, as the kubelet
+//! does. On kubectl's side one goroutine reads every frame and hands each stream's data
+//! over unbuffered (behind a queue of 50 frames per worker), so a local connection whose
+//! reader stops (say a client blocked on its own full stdout) stalls every other stream
+//! of the session once the kernel's buffers toward it are full. Nothing here can prevent
+//! that without the client's window updates; it is the client's to avoid.
 
 use std::collections::HashMap;
 use std::sync::Arc;

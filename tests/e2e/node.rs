@@ -1476,9 +1476,18 @@ spec:
                 .expect("busybox wget")
         })
         .collect();
-    let bodies: Vec<_> = fetches
+    // Every wget's output is read at the same time. A wget whose stdout pipe is full
+    // (64 KiB) stops reading its socket; once kubectl's send buffer to it fills, kubectl's
+    // SPDY session (spdystream: one frame reader, no flow control) stops for every stream,
+    // so reading the outputs one after the other stalled all four until the timeout
+    // whenever the kernel's buffers could not hold the rest of a 4 MiB file.
+    let readers: Vec<_> = fetches
         .into_iter()
-        .map(|c| c.wait_with_output().expect("wget output"))
+        .map(|c| std::thread::spawn(move || c.wait_with_output().expect("wget output")))
+        .collect();
+    let bodies: Vec<_> = readers
+        .into_iter()
+        .map(|r| r.join().expect("the wget output reader"))
         .collect();
     let elapsed = started.elapsed();
     let first = &bodies[0].stdout;
