@@ -404,14 +404,18 @@ mod tests {
         })
     }
 
+    fn empty_state(window_start: i64) -> State {
+        State {
+            objects: BTreeMap::new(),
+            events: VecDeque::new(),
+            window_start,
+        }
+    }
+
     #[test]
     fn the_window_forgets_events_older_than_its_age() {
         let start = Instant::now();
-        let mut st = State {
-            objects: BTreeMap::new(),
-            events: VecDeque::new(),
-            window_start: 10,
-        };
+        let mut st = empty_state(10);
         // Events at 0, 90, 200 and 400 s after the start, one per revision.
         for (rev, secs) in [(11, 0), (12, 90), (13, 200), (14, 400)] {
             let at = start + Duration::from_secs(secs);
@@ -433,11 +437,7 @@ mod tests {
     #[test]
     fn the_window_keeps_at_most_its_count() {
         let now = Instant::now();
-        let mut st = State {
-            objects: BTreeMap::new(),
-            events: VecDeque::new(),
-            window_start: 0,
-        };
+        let mut st = empty_state(0);
         let shared = event(1);
         for rev in 1..=(EVENT_WINDOW as i64 + 5) {
             let e = Arc::new(CacheEvent {

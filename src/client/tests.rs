@@ -24,13 +24,11 @@ async fn api_server(dir: &std::path::Path) -> Arc<ApiServer> {
         .expect("api server")
 }
 
-/// An in-process client (system user) of a fresh API server that has namespace `default`.
-async fn client_with_default_namespace(dir: &std::path::Path) -> kube::Client {
-    let client = in_process(api_server(dir).await, UserInfo::system());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+/// Create namespace `name`.
+async fn create_namespace(namespaces: &Api<Namespace>, name: &str) {
     let ns = Namespace {
         metadata: ObjectMeta {
-            name: Some("default".into()),
+            name: Some(name.into()),
             ..Default::default()
         },
         ..Default::default()
@@ -39,6 +37,12 @@ async fn client_with_default_namespace(dir: &std::path::Path) -> kube::Client {
         .create(&PostParams::default(), &ns)
         .await
         .expect("create namespace");
+}
+
+/// An in-process client (system user) of a fresh API server that has namespace `default`.
+async fn client_with_default_namespace(dir: &std::path::Path) -> kube::Client {
+    let client = in_process(api_server(dir).await, UserInfo::system());
+    create_namespace(&Api::all(client.clone()), "default").await;
     client
 }
 
@@ -94,17 +98,7 @@ async fn a_watcher_sees_objects_created_after_it_started() {
     let mut stream = watcher(namespaces.clone(), watcher::Config::default())
         .applied_objects()
         .boxed();
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some("watched".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
+    create_namespace(&namespaces, "watched").await;
     let seen = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(ns) = stream.try_next().await.expect("watch") {
             if ns.metadata.name.as_deref() == Some("watched") {

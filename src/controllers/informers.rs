@@ -100,7 +100,7 @@ fn drop_managed_fields<K: Resource>(o: &mut K) {
 /// volume. Typed, the rest is most of a pod: every `Volume` holds a slot for each of the
 /// ~30 volume sources, so a pod's service-account token volume alone costs kilobytes,
 /// which at 30,000 pods is hundreds of megabytes.
-pub(crate) fn trim_pod(pod: &mut Pod) {
+fn trim_pod(pod: &mut Pod) {
     drop_managed_fields(pod);
     let Some(spec) = pod.spec.as_mut() else {
         return;
