@@ -16,6 +16,7 @@
 # Needs root. Touches only its own network namespace and temp dir; removes both (and
 # every process it started) at the end, also on failure.
 set -euo pipefail
+export LC_ALL=C # "." as the decimal point of $EPOCHREALTIME
 cd "$(dirname "$0")/.."
 
 N=${N:-50}
@@ -34,18 +35,25 @@ SKIFF=$(realpath "$SKIFF")
 NS="skiff-bench-$$"
 WORK=$(mktemp -d)
 SERVER_PID=
+# The runtime's run dir as the server sees it: a tmpfs in the server's private mount
+# namespace, reached through /proc while the server runs.
+run_dir() { echo "/proc/$SERVER_PID/root$WORK/data/agent/run"; }
 cleanup() {
   set +e
+  local ids=() shims=() dir
   if [[ -n $SERVER_PID ]]; then
     nsenter --net=/run/netns/$NS kubectl --kubeconfig "$WORK/kubeconfig" delete pods --all \
       --grace-period=1 --wait=true --timeout=120s >/dev/null 2>&1
+    for dir in "$(run_dir)"/containers/*/; do
+      [[ -d $dir ]] || continue
+      ids+=("$(basename "$dir")"); shims+=("$(cat "$dir/shim.pid" 2>/dev/null)")
+    done
     kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null
   fi
   # Whatever a failed run left: shims, container processes, their cgroups.
-  for dir in "$WORK"/data/agent/run/containers/*/; do
-    [[ -d $dir ]] || continue
-    id=$(basename "$dir"); uid=${id%%_*}
-    [[ -f $dir/shim.pid ]] && kill -9 "$(cat "$dir/shim.pid")" 2>/dev/null
+  for pid in "${shims[@]}"; do [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null; done
+  for id in "${ids[@]}"; do
+    uid=${id%%_*}
     for cg in /sys/fs/cgroup/*/skiff/pod"$uid"/"$id"; do
       [[ -f $cg/cgroup.procs ]] && xargs -r kill -9 <"$cg/cgroup.procs" 2>/dev/null
       sleep 0.1; rmdir "$cg" "$(dirname "$cg")" 2>/dev/null
@@ -96,14 +104,16 @@ items = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}"},
                                    "command": ["sleep", "3600"]}]}} for i in range(n)]
 print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
 EOF
+# Timestamps from bash's own clock ($EPOCHREALTIME): a `date` per line would be ~200
+# forks competing with the pod starts for the CPUs.
 k get pods -w --no-headers -o 'custom-columns=NAME:.metadata.name,PHASE:.status.phase' 2>"$WORK/watch.err" |
-  while read -r name phase; do echo "$(date +%s.%N) $name $phase"; done >"$WORK/watch.log" &
+  while read -r name phase; do echo "$EPOCHREALTIME $name $phase"; done >"$WORK/watch.log" &
 WATCH_PID=$!
 sleep 1
 # CPU time (utime + stime + reaped children's, in clock ticks) of a process.
 cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 CPU0=$(cpu_ticks "$SERVER_PID")
-T0=$(date +%s.%N)
+T0=$EPOCHREALTIME
 k create -f "$WORK/pods.yaml" >/dev/null
 for _ in $(seq 1 600); do
   running=$(awk '$3=="Running"{print $2}' "$WORK/watch.log" | sort -u | wc -l)
@@ -146,7 +156,7 @@ EOF
 # reaps) and the shims' own so far (their main thread's time on CPU, from schedstat;
 # not libcontainer's short-lived processes).
 shim_ns=0
-for f in "$WORK"/data/agent/run/containers/*/shim.pid; do
+for f in "$(run_dir)"/containers/*/shim.pid; do
   shim_ns=$((shim_ns + $(awk '{print $1}' /proc/"$(cat "$f")"/schedstat 2>/dev/null || echo 0)))
 done
 hz=$(getconf CLK_TCK)
@@ -164,13 +174,13 @@ rollup() { # PID -> "rss pss private anon" in KiB
 }
 read -r s_rss s_pss s_priv s_anon < <(rollup "$SERVER_PID")
 s_threads=$(awk '/^Threads:/{print $2}' /proc/$SERVER_PID/status)
-for f in "$WORK"/data/agent/run/containers/*/shim.pid; do rollup "$(cat "$f")"; done |
+for f in "$(run_dir)"/containers/*/shim.pid; do rollup "$(cat "$f")"; done |
   grep . >"$WORK/shims.mem" || true
 [[ -n ${SMAPS_DIR:-} ]] && { mkdir -p "$SMAPS_DIR"; cp /proc/$SERVER_PID/smaps "$SMAPS_DIR/skiff.smaps"
   cp "$WORK/server.log" "$SMAPS_DIR/server.log"
   cat /proc/$SERVER_PID/task/*/comm | sort | uniq -c >"$SMAPS_DIR/threads.txt"
   echo "$T0" >"$SMAPS_DIR/t0"; cp "$WORK/watch.log" "$SMAPS_DIR/watch.log"
-  f=$(ls "$WORK"/data/agent/run/containers/*/shim.pid | head -1); cp /proc/"$(cat "$f")"/smaps "$SMAPS_DIR/shim.smaps"; }
+  f=$(ls "$(run_dir)"/containers/*/shim.pid | head -1); cp /proc/"$(cat "$f")"/smaps "$SMAPS_DIR/shim.smaps"; }
 echo
 echo "| running pods | skiff VmRSS | skiff PSS | skiff private | skiff anon | skiff threads |"
 echo "|---|---|---|---|---|---|"

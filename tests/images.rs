@@ -194,6 +194,7 @@ async fn imported_images_run_with_whiteouts_applied() {
         run_dir: run.path().to_path_buf(),
         shim_binary: PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
         seal_binary: true,
+        in_memory: false,
     })
     .expect("runtime");
     let parent = format!("/skiff-test/{}-images", std::process::id());

@@ -105,6 +105,7 @@ fn config(run_dir: &Path) -> RuntimeConfig {
         run_dir: run_dir.to_path_buf(),
         shim_binary: PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
         seal_binary: true,
+        in_memory: false,
     }
 }
 
@@ -533,4 +534,52 @@ async fn tty_output_is_logged() {
         "{recs:?}"
     );
     env.rt().delete("tty").await.expect("delete");
+}
+
+/// The filesystem type of the file system holding `path` (statfs `f_type`).
+fn fs_type(path: &Path) -> i64 {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: a valid C string and a zeroed statfs buffer statfs fills.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0, "statfs");
+    st.f_type as i64
+}
+
+/// Unmounts `dir` when dropped, also when the test fails.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn run_dir_in_memory_unless_it_holds_state() {
+    require_root();
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fresh = dir.path().join("fresh");
+    let _unmount = Unmount(fresh.clone());
+    let mut c = config(&fresh);
+    c.in_memory = true;
+    Runtime::new(c.clone()).expect("runtime");
+    assert_eq!(fs_type(&fresh), TMPFS_MAGIC, "a fresh run dir is a tmpfs");
+    assert!(fresh.join("containers").is_dir() && fresh.join("oci").is_dir());
+    // Again (a restarted agent): the same tmpfs, nothing mounted over it.
+    std::fs::write(fresh.join("containers/marker"), "x").expect("marker");
+    Runtime::new(c).expect("runtime again");
+    assert!(fresh.join("containers/marker").exists());
+
+    // A run dir on disk that holds containers of an earlier skiff stays where it is.
+    let old = dir.path().join("old");
+    std::fs::create_dir_all(old.join("containers/abc")).expect("old state");
+    let _unmount_old = Unmount(old.clone());
+    let mut c = config(&old);
+    c.in_memory = true;
+    Runtime::new(c).expect("runtime on the old dir");
+    assert_ne!(fs_type(&old), TMPFS_MAGIC);
+    assert!(old.join("containers/abc").is_dir());
 }

@@ -60,6 +60,7 @@ pub async fn run(
     let mut runtime_config = RuntimeConfig::new(agent_dir.join("run"))
         .map_err(|e| setup("the container runtime")(e.to_string()))?;
     runtime_config.shim_binary = pods.shim_binary.clone();
+    runtime_config.in_memory = true;
     let runtime = Arc::new(
         Runtime::new(runtime_config).map_err(|e| setup("the container runtime")(e.to_string()))?,
     );

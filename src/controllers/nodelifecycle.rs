@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -218,8 +219,30 @@ pub async fn run(
         chrono::Duration::from_std(grace).map_err(|e| ControllerError::Other(e.to_string()))?;
     let mut last_health: HashMap<String, Health> = HashMap::new();
     let mut tick = tokio::time::interval(MONITOR_PERIOD);
+    let mut changed = std::pin::pin!(informers.nodes.changes());
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            node = changed.next() => {
+                // A node's taints follow its status and `unschedulable` at once, not at
+                // the next health pass (upstream's NoSchedule tainting pass): a node that
+                // just turned Ready takes pods right away. Silence is the health pass's.
+                match node {
+                    Some(Ok(node)) => {
+                        let lease = informers
+                            .leases
+                            .get(&ObjectRef::new(&node.name_any()).within(NODE_LEASE_NAMESPACE));
+                        let health = node_health(&node, lease.as_deref(), Utc::now(), grace);
+                        if health != Health::Unknown {
+                            update_taints(&client, &node, health, Utc::now()).await;
+                        }
+                        continue;
+                    }
+                    Some(Err(_)) => continue,
+                    None => return Ok(()),
+                }
+            }
+        }
         let now = Utc::now();
         let nodes = informers.nodes.state();
         let pods = informers.pods.state();
@@ -261,22 +284,7 @@ pub async fn run(
                     )
                     .await;
             }
-            let taints = desired_taints(node, health, now);
-            let current = node
-                .spec
-                .as_ref()
-                .and_then(|s| s.taints.clone())
-                .unwrap_or_default();
-            if taints != current {
-                let nodes_api: Api<Node> = Api::all(client.clone());
-                let patch = json!({"spec": {"taints": taints}});
-                if let Err(e) = nodes_api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    tracing::debug!(node = %name, error = %e, "updating node taints");
-                }
-            }
+            let taints = update_taints(&client, node, health, now).await;
             // Taint-based eviction.
             for pod in by_node.get(name.as_str()).into_iter().flatten() {
                 if pod.metadata.deletion_timestamp.is_some() {
@@ -312,6 +320,33 @@ pub async fn run(
                 .any(|node| node.metadata.name.as_deref() == Some(n.as_str()))
         });
     }
+}
+
+/// Give `node` the taints `health` and its status call for, if it lacks them; the taints
+/// it should have.
+async fn update_taints(
+    client: &kube::Client,
+    node: &Node,
+    health: Health,
+    now: DateTime<Utc>,
+) -> Vec<Taint> {
+    let taints = desired_taints(node, health, now);
+    let current = node.spec.as_ref().and_then(|s| s.taints.as_deref());
+    if taints != current.unwrap_or_default() {
+        let nodes_api: Api<Node> = Api::all(client.clone());
+        let patch = json!({"spec": {"taints": taints}});
+        if let Err(e) = nodes_api
+            .patch(
+                &node.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            tracing::debug!(node = %node.name_any(), error = %e, "updating node taints");
+        }
+    }
+    taints
 }
 
 /// Set every condition the kubelet owns to Unknown, as upstream does for a silent node.

@@ -3,7 +3,8 @@
 //! does), and the async [`Runtime`] API the agent uses to create, watch, signal and
 //! remove them.
 //!
-//! This module owns, under a run dir it is given (the agent uses `<data-dir>/run`):
+//! This module owns, under a run dir it is given (the agent uses `<data-dir>/agent/run`,
+//! on a tmpfs the runtime mounts there as containerd keeps its state under `/run`):
 //! - `containers/<id>/`: skiff's per-container state (spec, OCI bundle config, the shim's
 //!   socket, pid and diagnostics, `exit.json`; layout in [`protocol`]);
 //! - `oci/<id>/`: libcontainer's state root;
@@ -25,6 +26,7 @@ pub mod cgroup;
 pub mod exec;
 pub mod image;
 pub mod logs;
+pub mod mounts;
 pub mod protocol;
 pub mod shim;
 pub mod spec;
@@ -86,6 +88,8 @@ pub struct RuntimeConfig {
     pub shim_binary: PathBuf,
     /// Run shims from a sealed in-memory copy of `shim_binary` (CVE-2019-5736).
     pub seal_binary: bool,
+    /// Keep the run dir on a tmpfs mounted there (see [`keep_in_memory`]).
+    pub in_memory: bool,
 }
 
 impl RuntimeConfig {
@@ -95,8 +99,32 @@ impl RuntimeConfig {
             run_dir: run_dir.into(),
             shim_binary: std::env::current_exe().map_err(io_err("finding skiff's own binary"))?,
             seal_binary: true,
+            in_memory: false,
         })
     }
+}
+
+/// Mount a tmpfs on `run_dir` unless one is there or the dir already holds containers'
+/// state (kept on disk then, so that containers started by an earlier skiff are found
+/// again). A container start writes a dozen small files there (bundle, shim socket and
+/// pid, libcontainer's state): on memory that costs no inode allocation on the node's
+/// disk, and the state goes with a reboot as the containers do. The mount outlives
+/// skiff, as the containers do.
+fn keep_in_memory(run_dir: &Path) -> Result<(), RuntimeError> {
+    std::fs::create_dir_all(run_dir).map_err(io_err(format!("creating {}", run_dir.display())))?;
+    if mounts::is_mount_point(run_dir) {
+        return Ok(());
+    }
+    let holds_state = [containers_dir(run_dir), oci_root(run_dir)]
+        .iter()
+        .any(|d| std::fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some()));
+    if holds_state {
+        tracing::info!(dir = %run_dir.display(),
+            "the runtime's state stays on disk: it holds containers started earlier");
+        return Ok(());
+    }
+    mounts::mount_tmpfs(run_dir, "mode=0700,size=10%")
+        .map_err(io_err(format!("mounting a tmpfs on {}", run_dir.display())))
 }
 
 /// A container the runtime started.
@@ -138,6 +166,9 @@ const START_SLOT_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
 impl Runtime {
     /// Prepare the run dir (and the sealed binary copy, if asked for).
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        if config.in_memory {
+            keep_in_memory(&config.run_dir)?;
+        }
         for dir in [containers_dir(&config.run_dir), oci_root(&config.run_dir)] {
             std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }

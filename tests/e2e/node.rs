@@ -180,7 +180,7 @@ spec:
     let left = s.ok(&["get", "pods", "--no-headers"]);
     assert!(left.trim().is_empty(), "{left}");
     // Nothing of the pod is left on the node.
-    let containers = s.data_dir().join("agent/run/containers");
+    let containers = s.node_data_dir().join("agent/run/containers");
     eventually(20, "the pod's containers are removed", || {
         let n = std::fs::read_dir(&containers)
             .map(|d| d.count())
@@ -460,6 +460,14 @@ spec:
         "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
     ]);
     assert_eq!(ns, "default");
+    // As kubelet does, the token volume is a tmpfs: its files never touch the node's disk.
+    let mounts = s.ok(&["exec", "duo", "-c", "client", "--", "cat", "/proc/mounts"]);
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("tmpfs /var/run/secrets/kubernetes.io/serviceaccount ")),
+        "{mounts}"
+    );
     // kubectl inside the pod (the host's static binary, through a hostPath volume) finds
     // the API with the in-cluster config: the service env (pointed at the node, as
     // skiff has no service proxy yet), the token and the CA of the service-account volume.
@@ -517,9 +525,10 @@ spec:
     });
 }
 
-/// The runtime's containers of pod `uid` (state dirs under the agent's run dir).
+/// The runtime's containers of pod `uid` (state dirs under the agent's run dir, a tmpfs
+/// in the node's mount namespace).
 fn containers_of(s: &Server, uid: &str) -> Vec<String> {
-    std::fs::read_dir(s.data_dir().join("agent/run/containers"))
+    std::fs::read_dir(s.node_data_dir().join("agent/run/containers"))
         .into_iter()
         .flatten()
         .flatten()
@@ -2063,11 +2072,11 @@ fn disk_pressure_evicts_the_best_effort_pod_first_and_refuses_new_pods() {
         "Pod was rejected: The node had condition: [DiskPressure]. "
     );
     let late_uid = jsonpath(&s, "late", "{.metadata.uid}");
-    assert!(containers_of_node(&s, &late_uid).is_empty());
+    assert!(containers_of(&s, &late_uid).is_empty());
     // Everything of the evicted pod is gone (its object stays): containers, emptyDir,
     // pod dir and mounts; the space is back.
     eventually(30, "the evicted pod is cleaned up", || {
-        (containers_of_node(&s, &filler_uid).is_empty()
+        (containers_of(&s, &filler_uid).is_empty()
             && !s
                 .node_data_dir()
                 .join("agent/pods")
@@ -2109,15 +2118,4 @@ fn disk_pressure_evicts_the_best_effort_pod_first_and_refuses_new_pods() {
             .unwrap_or(true)
             .then_some(())
     });
-}
-
-/// The runtime's containers of pod `uid`, seen through the node's mount namespace.
-fn containers_of_node(s: &Server, uid: &str) -> Vec<String> {
-    std::fs::read_dir(s.node_data_dir().join("agent/run/containers"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|id| id.starts_with(uid))
-        .collect()
 }

@@ -4,7 +4,9 @@
 //! `secret`, `downwardAPI`, `projected` with service-account tokens) written with
 //! kubelet's atomic writer: files live in a timestamped directory that the `..data`
 //! symlink points at, and each top-level name is a symlink through `..data`, so a
-//! container never sees half an update. `persistentVolumeClaim` volumes resolve to their
+//! container never sees half an update; `secret` and `projected` volumes are each a tmpfs
+//! of their own, as kubelet mounts them, so their files never touch the node's disk.
+//! `persistentVolumeClaim` volumes resolve to their
 //! bound volume's directory in [`crate::agent::storage`].
 
 use std::collections::BTreeMap;
@@ -14,6 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
 
 use super::containerspec::{ConfigError, Inputs};
+use crate::runtime::mounts::{is_mount_point, mount_tmpfs as mount_tmpfs_on};
 
 /// One file of a projected volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,9 +338,6 @@ pub fn write_atomic(dir: &Path, files: &[File]) -> Result<(), VolumeError> {
 /// Mount a tmpfs on `dir` (an `emptyDir` with `medium: Memory`), sized by `size_limit`
 /// (a quantity); a tmpfs already there is kept.
 pub fn mount_tmpfs(dir: &Path, size_limit: Option<&str>) -> Result<(), VolumeError> {
-    if is_mount_point(dir) {
-        return Ok(());
-    }
     let mut options = String::from("mode=0777");
     if let Some(limit) = size_limit {
         let bytes = crate::apimachinery::quantity::parse_quantity(limit)
@@ -348,38 +348,23 @@ pub fn mount_tmpfs(dir: &Path, size_limit: Option<&str>) -> Result<(), VolumeErr
             .value();
         options.push_str(&format!(",size={bytes}"));
     }
-    let c = |s: &str| {
-        std::ffi::CString::new(s).map_err(|e| VolumeError::Io {
-            context: format!("mount argument {s:?}"),
-            source: std::io::Error::other(e),
-        })
-    };
-    let target = c(&dir.to_string_lossy())?;
-    let (source, fstype, data) = (c("tmpfs")?, c("tmpfs")?, c(&options)?);
-    // SAFETY: valid C strings; mount(2) does not keep the pointers.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io(format!("mounting a tmpfs on {}", dir.display()))(
-            std::io::Error::last_os_error(),
-        ));
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    if is_mount_point(dir) {
+        return Ok(());
     }
-    Ok(())
+    mount_tmpfs_on(dir, &options).map_err(io(format!("mounting a tmpfs on {}", dir.display())))
 }
 
-fn is_mount_point(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) {
-        (Ok(d), Some(Ok(p))) => d.dev() != p.dev(),
-        _ => false,
+/// A tmpfs on `dir` for a new secret or projected volume, as kubelet mounts them. A
+/// directory already there stays as it is: a running container may have it mounted (an
+/// agent upgraded from one that kept these volumes on disk) and must go on seeing what is
+/// written into it.
+pub fn memory_backed(dir: &Path) -> Result<(), VolumeError> {
+    if dir.exists() {
+        return Ok(());
     }
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    mount_tmpfs_on(dir, "mode=1777").map_err(io(format!("mounting a tmpfs on {}", dir.display())))
 }
 
 /// Unmount every mount under `dir` (tmpfs emptyDirs), deepest first, so the pod's

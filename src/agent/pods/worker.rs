@@ -987,10 +987,12 @@ async fn prepare_volumes(
     for v in spec.volumes.iter().flatten() {
         let path = if let Some(e) = &v.empty_dir {
             let p = dir.join("empty-dir").join(&v.name);
-            std::fs::create_dir_all(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
             if e.medium.as_deref() == Some("Memory") {
                 volumes::mount_tmpfs(&p, e.size_limit.as_ref().map(|q| q.0.as_str()))
                     .map_err(|e| e.to_string())?;
+            } else {
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| format!("creating {}: {e}", p.display()))?;
             }
             p
         } else if let Some(h) = &v.host_path {
@@ -1059,6 +1061,9 @@ async fn project_volume(
         .join("projected")
         .join(&v.name);
     if state.projected.get(&v.name) != Some(&files) {
+        if v.secret.is_some() || v.projected.is_some() {
+            volumes::memory_backed(&dir).map_err(|e| e.to_string())?;
+        }
         volumes::write_atomic(&dir, &files).map_err(|e| e.to_string())?;
         state.projected.insert(v.name.clone(), files);
     }

@@ -257,6 +257,9 @@ struct FileStamp {
     size: u64,
 }
 
+/// How precisely an image's last use is recorded (it only orders image GC).
+const LAST_USE_GRANULARITY_MS: u64 = 60_000;
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -929,16 +932,21 @@ impl Inner {
         id: &str,
         lock: &StoreLock,
     ) -> Result<Vec<String>, ImageError> {
-        let mut state = (*self.state()?).clone();
-        let rec = state
-            .images
-            .get_mut(id)
-            .ok_or_else(|| ImageError::NotFound {
-                reference: id.to_string(),
-            })?;
-        rec.last_used = now();
+        let state = self.state()?;
+        let rec = state.images.get(id).ok_or_else(|| ImageError::NotFound {
+            reference: id.to_string(),
+        })?;
         let keys: Vec<String> = rec.layers.iter().map(|l| l.key.clone()).collect();
-        self.save(&state, lock)?;
+        // Recorded to the minute: a burst of containers of one image writes the records
+        // once, not once per container.
+        let now = now();
+        if now.saturating_sub(rec.last_used) >= LAST_USE_GRANULARITY_MS {
+            let mut state = (*state).clone();
+            if let Some(rec) = state.images.get_mut(id) {
+                rec.last_used = now;
+            }
+            self.save(&state, lock)?;
+        }
         Ok(keys)
     }
 }

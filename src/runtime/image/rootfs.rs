@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::{io_err, ImageError, Inner};
+use crate::runtime::mounts::is_mount_point;
 
 /// Longest option string written with absolute paths (a page, less some margin).
 pub const MOUNT_OPTIONS_MAX: usize = 4000;
@@ -31,15 +32,6 @@ fn cstr(p: &[u8]) -> Result<CString, ImageError> {
         what: String::from_utf8_lossy(p).into_owned(),
         reason: "contains a NUL byte".into(),
     })
-}
-
-/// Is `dir` a mount point (its device differs from its parent's)?
-fn is_mounted(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(d), Some(Ok(p))) = (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) else {
-        return false;
-    };
-    d.dev() != p.dev()
 }
 
 pub(crate) fn prepare(inner: &Inner, id: &str, image_id: &str) -> Result<PathBuf, ImageError> {
@@ -63,7 +55,7 @@ pub(crate) fn prepare(inner: &Inner, id: &str, image_id: &str) -> Result<PathBuf
     }
     let dir = inner.root().join("ct").join(id);
     let (upper, work, root) = (dir.join("u"), dir.join("w"), dir.join("r"));
-    if is_mounted(&root) {
+    if is_mount_point(&root) {
         return Ok(root);
     }
     for d in [&dir, &upper, &work, &root] {
@@ -188,7 +180,7 @@ pub(crate) fn release(inner: &Inner, id: &str) -> Result<(), ImageError> {
         return Ok(());
     }
     let root = dir.join("r");
-    if is_mounted(&root) {
+    if is_mount_point(&root) {
         let t = cstr(root.as_os_str().as_bytes())?;
         // SAFETY: valid C string.
         if unsafe { libc::umount2(t.as_ptr(), 0) } != 0 {
@@ -208,7 +200,7 @@ pub(crate) fn release(inner: &Inner, id: &str) -> Result<(), ImageError> {
                 return Err(bad(format!("unmounting {}: {e}", root.display())));
             }
         }
-        if is_mounted(&root) {
+        if is_mount_point(&root) {
             return Err(bad(format!("{} is still mounted", root.display())));
         }
     }
